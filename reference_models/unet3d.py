@@ -1,0 +1,116 @@
+"""Section 1.2 of the article: the 3D UNet (trilinear or transposed-convolution decoder).
+
+``UNet_3d`` prints its five encoder stage shapes (``x1=`` ... ``x5=``) when the stage-print switch
+is on; the article's code prints them on every call.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .stage_prints import stage_print
+
+
+class DoubleConv_3d(nn.Sequential):
+    """(3x3x3 conv, BN, ReLU) twice; the convolutions have no bias."""
+
+    def __init__(self, in_channels, out_channels, mid_channels=None):
+        if mid_channels is None:
+            mid_channels = out_channels
+        super().__init__(
+            nn.Conv3d(in_channels, mid_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm3d(mid_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(mid_channels, out_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm3d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class Down_3d(nn.Sequential):
+    """2x2x2 max-pool, then DoubleConv_3d."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__(
+            nn.MaxPool3d(2, stride=2),
+            DoubleConv_3d(in_channels, out_channels),
+        )
+
+
+class Up_3d(nn.Module):
+    """Upsample ``x1`` by 2, pad (or, for negative differences, crop) it to ``x2``'s size,
+    concatenate ``[x2, x1]`` and apply DoubleConv_3d."""
+
+    def __init__(self, in_channels, out_channels, bilinear=True):
+        super().__init__()
+        if bilinear:
+            self.up = nn.Upsample(scale_factor=2, mode="trilinear", align_corners=True)
+            self.conv = DoubleConv_3d(in_channels, out_channels, in_channels // 2)
+        else:
+            self.up = nn.ConvTranspose3d(in_channels, in_channels // 2, kernel_size=2, stride=2)
+            self.conv = DoubleConv_3d(in_channels, out_channels)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        x1 = self.up(x1)
+        # Quirk kept from the article: F.pad takes the LAST dim first, but the amounts are listed as
+        # (H, D, W) diffs, so W is padded by H's difference, H by D's and D by W's. Whenever the
+        # three spatial sizes at one level differ in parity, the shapes then disagree and torch.cat
+        # fails (harness.envelope predicts this exactly).
+        diff_y = x2.size()[2] - x1.size()[2]
+        diff_x = x2.size()[3] - x1.size()[3]
+        diff_z = x2.size()[4] - x1.size()[4]
+        x1 = F.pad(x1, [diff_x // 2, diff_x - diff_x // 2,
+                        diff_y // 2, diff_y - diff_y // 2,
+                        diff_z // 2, diff_z - diff_z // 2])
+        x = torch.cat([x2, x1], dim=1)
+        return self.conv(x)
+
+
+class OutConv_3d(nn.Sequential):
+    """1x1x1 convolution to class logits (with bias)."""
+
+    def __init__(self, in_channels, num_classes):
+        super().__init__(nn.Conv3d(in_channels, num_classes, kernel_size=1))
+
+
+class UNet_3d(nn.Module):
+    """The article's 3D UNet. Returns logits ``(N, num_classes, D, H, W)``.
+
+    ``bilinear=True`` (the default) upsamples trilinearly; the article recommends ``bilinear=False``
+    (transposed convolutions). The forward's annotation in the article (``Dict``) is wrong; it
+    returns a tensor.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, bilinear: bool = True, base_c: int = 64):
+        super().__init__()
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.bilinear = bilinear
+
+        self.in_conv = DoubleConv_3d(in_channels, base_c)
+        self.down1 = Down_3d(base_c, base_c * 2)
+        self.down2 = Down_3d(base_c * 2, base_c * 4)
+        self.down3 = Down_3d(base_c * 4, base_c * 8)
+        factor = 2 if bilinear else 1
+        self.down4 = Down_3d(base_c * 8, base_c * 16 // factor)
+        self.up1 = Up_3d(base_c * 16, base_c * 8 // factor, bilinear)
+        self.up2 = Up_3d(base_c * 8, base_c * 4 // factor, bilinear)
+        self.up3 = Up_3d(base_c * 4, base_c * 2 // factor, bilinear)
+        self.up4 = Up_3d(base_c * 2, base_c, bilinear)
+        self.out_conv = OutConv_3d(base_c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.in_conv(x)
+        stage_print("x1=", x1)
+        x2 = self.down1(x1)
+        stage_print("x2=", x2)
+        x3 = self.down2(x2)
+        stage_print("x3=", x3)
+        x4 = self.down3(x3)
+        stage_print("x4=", x4)
+        x5 = self.down4(x4)
+        stage_print("x5=", x5)
+        x = self.up1(x5, x4)
+        x = self.up2(x, x3)
+        x = self.up3(x, x2)
+        x = self.up4(x, x1)
+        return self.out_conv(x)
