@@ -1,0 +1,56 @@
+"""Shape properties across input sizes and settings (meta device: shape checks without arithmetic)."""
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+import strategies as S
+from harness import get_variant, list_models
+from harness.envelope import check
+from harness.probe import run_once
+
+
+@st.composite
+def variant_and_shape(draw):
+    name = draw(st.sampled_from(list_models()))
+    variant = get_variant(name)
+    channels = variant.defaults.get("in_channels", 1)
+    shape = draw(S.input_shapes(spatial_dims=variant.spatial_dims, channels=channels, max_size=160,
+                                max_elements=10 ** 9, max_batch=4))
+    return name, shape
+
+
+@given(variant_and_shape())
+def test_where_a_variant_runs_its_output_is_n_by_classes_by_input_size(case):
+    name, shape = case
+    verdict = check(name, shape)
+    if not verdict.supported:
+        return
+    output, _ = run_once(name, shape, device="meta")
+    num_classes = get_variant(name).defaults["num_classes"]
+    if get_variant(name).family == "resnet3d":
+        assert output == (shape[0], num_classes)
+    else:
+        assert output == (shape[0], num_classes, *shape[2:])
+
+
+@given(S.input_shapes(spatial_dims=3, channels=1, min_size=16, max_size=200, max_elements=10 ** 9))
+def test_resnet_stages_match_the_unet_encoder_exactly_when_sizes_are_multiples_of_16(shape):
+    """The article's claim, made at 64^3, holds in channels always and in size iff 16 divides every size
+    (the UNet halves with floor, the ResNet's strided convolutions with ceil)."""
+    if not check("unet3d", shape).supported:
+        return
+    _, unet = run_once("unet3d", shape, device="meta")
+    _, resnet = run_once("unet3d-resnet50", shape, device="meta")
+    note(f"unet {unet}\nresnet {resnet}")
+    assert [s[1] for s in unet] == [s[1] for s in resnet] == [64, 128, 256, 512, 1024]
+    assert (unet == resnet) == all(n % 16 == 0 for n in shape[2:])
+
+
+@given(S.input_shapes(spatial_dims=3, channels=1, max_size=20, max_elements=20 ** 3),
+       st.sampled_from(["resnet50-3d", "unet3d-resnet50"]), S.MODES)
+def test_shortcut_types_a_and_b_agree_in_shape(shape, name, mode):
+    if not check(name, shape, mode=mode).supported:
+        return
+    overrides = {"layers": [1, 1, 1, 1]}
+    out_a = run_once(name, shape, {**overrides, "shortcut_type": "A"}, mode)
+    out_b = run_once(name, shape, {**overrides, "shortcut_type": "B"}, mode)
+    assert out_a == out_b
