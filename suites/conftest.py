@@ -12,3 +12,5 @@ settings.register_profile(
     stateful_step_count=50,
 )
 settings.load_profile("dev")
+
+pytest_plugins = ["bench_plugin"]

@@ -71,3 +71,15 @@ def encoder_settings(*, min_blocks: int = 0, max_blocks: int = 1, max_channels: 
 
 
 MODES = st.sampled_from(["inference", "train"])
+
+
+@st.composite
+def settings_and_shape(draw, settings, *, spatial_dims: int, max_size: int = 40,
+                       max_elements: int = MAX_ELEMENTS):
+    """Constructor settings and an input whose channel count usually (3 in 4) fits them."""
+    chosen = draw(settings)
+    fitting = chosen.get("in_channels", 1)  # ResNet_3d's stem always takes one channel
+    channels = draw(st.sampled_from([fitting, fitting, fitting, None]))
+    shape = draw(input_shapes(spatial_dims=spatial_dims, channels=st.integers(1, 3) if channels is None
+                              else channels, max_size=max_size, max_elements=max_elements))
+    return chosen, shape

@@ -2,7 +2,6 @@
 predicted to fail -> fails. Proven against the real models on CPU tensors, and at larger sizes on
 the meta device (which runs PyTorch's shape checks without arithmetic)."""
 from hypothesis import event, given, note
-from hypothesis import strategies as st
 
 import strategies as S
 from harness.envelope import check
@@ -24,35 +23,39 @@ def assert_envelope_exact(name, overrides, shape, mode, device="cpu"):
     return verdict
 
 
-@given(S.unet_settings(), S.input_shapes(spatial_dims=3, channels=st.integers(1, 3)), S.MODES)
-def test_unet3d_envelope_is_exact(settings, shape, mode):
-    assert_envelope_exact("unet3d", settings, shape, mode)
+@given(S.settings_and_shape(S.unet_settings(), spatial_dims=3), S.MODES)
+def test_unet3d_envelope_is_exact(case, mode):
+    assert_envelope_exact("unet3d", *case, mode)
 
 
-@given(S.unet_settings(), S.input_shapes(spatial_dims=2, channels=st.integers(1, 3), max_size=80), S.MODES)
-def test_unet2d_envelope_is_exact(settings, shape, mode):
-    assert_envelope_exact("unet2d", settings, shape, mode)
+@given(S.settings_and_shape(S.unet_settings(), spatial_dims=2, max_size=80), S.MODES)
+def test_unet2d_envelope_is_exact(case, mode):
+    assert_envelope_exact("unet2d", *case, mode)
 
 
-@given(S.resnet_settings(), S.input_shapes(spatial_dims=3, channels=st.integers(1, 2), max_size=24), S.MODES)
-def test_resnet3d_envelope_is_exact(settings, shape, mode):
-    assert_envelope_exact("resnet50-3d", settings, shape, mode)
+@given(S.settings_and_shape(S.resnet_settings(), spatial_dims=3, max_size=24), S.MODES)
+def test_resnet3d_envelope_is_exact(case, mode):
+    assert_envelope_exact("resnet50-3d", *case, mode)
 
 
-@given(S.encoder_settings(), S.input_shapes(spatial_dims=3, channels=st.integers(1, 3), max_size=20,
-                                            max_elements=2 * 20 ** 3), S.MODES)
-def test_resnet_encoder_envelope_is_exact(settings, shape, mode):
-    assert_envelope_exact("unet3d-resnet50", settings, shape, mode)
+ENCODER_SETTINGS = S.encoder_settings(article_only=True) | S.encoder_settings()
+
+
+@given(S.settings_and_shape(ENCODER_SETTINGS, spatial_dims=3, max_size=20, max_elements=2 * 20 ** 3), S.MODES)
+def test_resnet_encoder_envelope_is_exact(case, mode):
+    assert_envelope_exact("unet3d-resnet50", *case, mode)
 
 
 # Larger sizes, shape-only. Shortcut 'A' cannot run on meta (its zeros are made on the CPU).
-@given(S.unet_settings(max_base_c=64), S.input_shapes(spatial_dims=3, channels=st.integers(1, 3), max_size=200,
-                                                      max_elements=10 ** 9), S.MODES)
-def test_unet3d_envelope_is_exact_at_large_sizes(settings, shape, mode):
-    assert_envelope_exact("unet3d", settings, shape, mode, device="meta")
+LARGE = dict(spatial_dims=3, max_size=200, max_elements=10 ** 9)
 
 
-@given(S.encoder_settings(max_blocks=3).map(lambda s: {**s, "shortcut_type": "B"}),
-       S.input_shapes(spatial_dims=3, channels=st.integers(1, 3), max_size=200, max_elements=10 ** 9), S.MODES)
-def test_resnet_encoder_envelope_is_exact_at_large_sizes(settings, shape, mode):
-    assert_envelope_exact("unet3d-resnet50", settings, shape, mode, device="meta")
+@given(S.settings_and_shape(S.unet_settings(max_base_c=64), **LARGE), S.MODES)
+def test_unet3d_envelope_is_exact_at_large_sizes(case, mode):
+    assert_envelope_exact("unet3d", *case, mode, device="meta")
+
+
+@given(S.settings_and_shape(S.encoder_settings(max_blocks=3).map(lambda s: {**s, "shortcut_type": "B"}), **LARGE),
+       S.MODES)
+def test_resnet_encoder_envelope_is_exact_at_large_sizes(case, mode):
+    assert_envelope_exact("unet3d-resnet50", *case, mode, device="meta")

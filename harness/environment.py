@@ -1,0 +1,65 @@
+"""Where a number came from: software versions, hardware, threads, git state and seeds."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SEED = 0
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu_driver() -> str:
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return ""
+
+
+def capture(device: str = "cpu") -> dict:
+    """A flat dict of environment facts; every results row carries it."""
+    cuda = device == "cuda" and torch.cuda.is_available()
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda or "",
+        "cudnn": str(torch.backends.cudnn.version() or "") if cuda else "",
+        "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32) if cuda else "",
+        "device_name": torch.cuda.get_device_name() if cuda else _cpu_model(),
+        "gpu_driver": _gpu_driver() if cuda else "",
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(status),
+        "seed": SEED,
+    }
+
+
+def fingerprint(env: dict) -> tuple:
+    """The facts that must match for two timings to be comparable."""
+    return tuple(env.get(k) for k in ("device_name", "cpu", "cpu_count", "threads", "torch", "cuda", "cudnn"))

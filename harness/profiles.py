@@ -1,0 +1,66 @@
+"""Sweep profiles: which configurations a bench run measures.
+
+- ``smoke``: one tiny point per variant and mode; the tests session runs it (each benchmark once).
+- ``cpu``: chosen when no GPU is present; small inputs, every variant, both modes, about 10 minutes
+  on 2 cores.
+- ``paper``: for GPUs; the article's input sizes and larger, several batch sizes, fp32 and bf16.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .registry import get_variant, list_models
+from .spec import BenchSpec
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    points_3d: tuple[tuple[int, int], ...]  # (cubic size, batch)
+    points_2d: tuple[tuple[int, int], ...]  # (square size, batch)
+    precisions: tuple[str, ...] = ("fp32",)
+    modes: tuple[str, ...] = ("inference", "train")
+    warmup: int = 1
+    rounds: int = 5
+    description: str = ""
+
+
+PROFILES = {
+    "smoke": Profile("smoke", ((16, 2),), ((32, 2),), warmup=0, rounds=1,
+                     description="one tiny point per variant and mode, to exercise the code"),
+    "cpu": Profile("cpu", ((16, 1), (16, 2), (32, 1)), ((64, 1), (64, 2), (128, 1)), warmup=1, rounds=5,
+                   description="small inputs for a 2-core machine without GPU"),
+    "paper": Profile("paper", ((64, 1), (64, 2), (64, 4), (96, 1), (128, 1), (128, 2)),
+                     ((224, 1), (224, 4), (512, 1), (512, 4)), precisions=("fp32", "bf16"),
+                     warmup=5, rounds=20, description="the article's sizes and larger, on a GPU"),
+}
+
+
+def default_profile(device: str) -> str:
+    return "paper" if device == "cuda" else "cpu"
+
+
+def specs(profile: str, device: str, models: str = "*", families: tuple[str, ...] | None = None,
+          **options) -> list[BenchSpec]:
+    """Every spec of a profile for the matching variants; ``options`` override BenchSpec fields
+    (precision, channels_last, compile, cudnn_benchmark, warmup, rounds)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    chosen = PROFILES[profile]
+    precisions = (options.pop("precision"),) if options.get("precision") else chosen.precisions
+    options = {k: v for k, v in options.items() if v is not None}
+    result = []
+    for name in list_models(models):
+        variant = get_variant(name)
+        if families and variant.family not in families:
+            continue
+        channels = variant.example_input[1]
+        points = chosen.points_2d if variant.spatial_dims == 2 else chosen.points_3d
+        for (size, batch) in points:
+            for mode in chosen.modes:
+                for precision in precisions:
+                    spec = BenchSpec(name, (channels,) + (size,) * variant.spatial_dims, batch, mode, device,
+                                     precision, warmup=chosen.warmup, rounds=chosen.rounds,
+                                     cudnn_benchmark=device == "cuda")
+                    result.append(replace(spec, **options))
+    return result

@@ -1,0 +1,160 @@
+"""pytest glue for the benchmark suites: options, parametrization from the registry and a profile,
+the run directory, resume, progress lines, and pytest-benchmark's machine-info hook.
+
+A benchmark file sets ``FAMILIES`` and has a test taking the ``bench_spec`` argument.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import environment
+from harness.measure import WorkCache, find_max_batch, measure
+from harness.profiles import PROFILES, default_profile, specs
+from harness.store import RUNS_ROOT, RunStore, new_run_id
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("harness", "benchmark harness")
+    group.addoption("--profile", choices=sorted(PROFILES), help="sweep profile (default: paper on a GPU, "
+                    "cpu otherwise; smoke under --benchmark-disable)")
+    group.addoption("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    group.addoption("--models", default="*", help="shell pattern over variant names, e.g. 'unet3d*'")
+    group.addoption("--precision", choices=("fp32", "bf16", "fp16"), help="only this precision")
+    group.addoption("--channels-last", action="store_true", help="channels-last (3D) memory format")
+    group.addoption("--compile", action="store_true", help="torch.compile the model")
+    group.addoption("--no-cudnn-benchmark", action="store_true", help="cudnn.benchmark off on CUDA")
+    group.addoption("--rounds", type=int, help="timed rounds per configuration")
+    group.addoption("--warmup", type=int, help="untimed warm-up rounds per configuration")
+    group.addoption("--threads", type=int, help="torch.set_num_threads (CPU)")
+    group.addoption("--find-max-batch", action="store_true", help="also find the largest batch that fits (CUDA)")
+    group.addoption("--run-id", help="name of the run directory under --runs-root (default: time-device-profile)")
+    group.addoption("--resume", metavar="RUN_ID", help="continue a run: skip configurations it already has")
+    group.addoption("--runs-root", help=f"where runs go (default {RUNS_ROOT}; a temporary folder when "
+                    "benchmarks are disabled)")
+
+
+def _device(config) -> str:
+    return config.getoption("--device") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _profile(config) -> str:
+    if config.getoption("--profile"):
+        return config.getoption("--profile")
+    return "smoke" if config.getoption("benchmark_disable") else default_profile(_device(config))
+
+
+def bench_specs(config, families) -> list:
+    options = dict(precision=config.getoption("--precision"), rounds=config.getoption("--rounds"),
+                   warmup=config.getoption("--warmup"))
+    if config.getoption("--channels-last"):
+        options["channels_last"] = True
+    if config.getoption("--compile"):
+        options["compile"] = True
+    if config.getoption("--no-cudnn-benchmark"):
+        options["cudnn_benchmark"] = False
+    return specs(_profile(config), _device(config), config.getoption("--models"), families, **options)
+
+
+def pytest_configure(config):
+    if config.getoption("--threads"):
+        torch.set_num_threads(config.getoption("--threads"))
+    config._harness_session = None
+
+
+def pytest_generate_tests(metafunc):
+    if "bench_spec" in metafunc.fixturenames:
+        families = getattr(metafunc.module, "FAMILIES")
+        found = bench_specs(metafunc.config, families)
+        metafunc.parametrize("bench_spec", found, ids=[s.label for s in found])
+
+
+def pytest_collection_modifyitems(session, config, items):
+    config._harness_total = sum(1 for item in items if "bench_spec" in getattr(item, "fixturenames", ()))
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["harness_environment"] = environment.capture(_device(config))
+
+
+class BenchSession:
+    """One run directory shared by every benchmark of the pytest session."""
+
+    def __init__(self, config, tmp_root: Path):
+        resume = config.getoption("--resume")
+        default_root = tmp_root if config.getoption("benchmark_disable") else RUNS_ROOT
+        root = Path(config.getoption("--runs-root") or default_root)
+        run_id = resume or config.getoption("--run-id") or new_run_id(_device(config), _profile(config))
+        self.store = RunStore(root / run_id)
+        self.env = environment.capture(_device(config))
+        self.store.write_environment(self.env, profile=_profile(config), models=config.getoption("--models"),
+                                     resumed=bool(resume))
+        self.done = self.store.completed_keys() if resume else set()
+        self.find_max_batch = config.getoption("--find-max-batch")
+        self.work_cache = WorkCache()
+        self.reporter = config.pluginmanager.get_plugin("terminalreporter")
+        self.total = getattr(config, "_harness_total", 0)
+        self.started = 0
+
+    def progress(self, text: str) -> None:
+        if self.reporter is not None:
+            self.reporter.write_line(text)
+
+
+@pytest.fixture(scope="session")
+def bench_session(request, tmp_path_factory):
+    config = request.config
+    if config._harness_session is None:
+        config._harness_session = BenchSession(config, tmp_path_factory.mktemp("runs"))
+    return config._harness_session
+
+
+def pedantic_timer(benchmark):
+    """Time with pytest-benchmark (its JSON then holds the same rounds) while keeping the raw samples;
+    under --benchmark-disable it calls the step once, and that one call is the sample."""
+    import time
+
+    def timer(step, warmup, rounds):
+        samples = []
+
+        def timed():
+            start = time.perf_counter()
+            result = step()
+            samples.append(time.perf_counter() - start)
+            return result
+
+        benchmark.pedantic(timed, rounds=rounds, warmup_rounds=warmup, iterations=1)
+        return tuple(samples[-rounds:])
+
+    return timer
+
+
+def run_benchmark(spec, benchmark, session: BenchSession):
+    """Measure one configuration, record its row, and check the output after the timed call."""
+    session.started += 1
+    position = f"[{session.started}/{session.total}]"
+    if spec.key in session.done:
+        pytest.skip(f"already in run {session.store.run_id} (resumed)")
+    session.progress(f"{position} {spec.label} ...")
+    m = measure(spec, pedantic_timer(benchmark), session.work_cache)
+    if session.find_max_batch and not m.error:
+        m = type(m)(**{**m.__dict__, "max_batch": find_max_batch(spec)})
+    row = session.store.append(m, session.env)
+    benchmark.extra_info.update({k: row[k] for k in ("model", "input_shape", "batch", "mode", "dtype",
+                                                      "peak_mem_mb", "gmacs", "params_total", "params_used",
+                                                      "error")})
+    if m.work:
+        benchmark.extra_info["macs_by_operator"] = m.work.macs_by_operator
+        benchmark.extra_info["uncalled_modules"] = list(m.work.uncalled_modules)
+    if m.error:
+        session.progress(f"{position} {spec.label}: recorded as an error row: {m.error}")
+        pytest.skip(f"recorded as an error row: {m.error}")
+    session.progress(f"{position} {spec.label}: median {m.median_ms:.1f} ms, {m.samples_per_s:.2f} samples/s, "
+                     f"peak {m.peak_mem_mb} MB")
+    assert m.output_shape[0] == spec.batch
+    assert m.extra["output_finite"], "the output holds NaN or inf"
+    assert all(t > 0 and math.isfinite(t) for t in m.times_s) and len(m.times_s) >= 1
+    return m
