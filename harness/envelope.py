@@ -164,7 +164,9 @@ def _walk_unet(args, shape, train, device, precision):
     _expect_channels(channels, args["in_channels"], "the first convolution")
     widths = (base_c, base_c * 2, base_c * 4, base_c * 8, base_c * 16 // factor)
     stage_sizes = [sizes]
-    for level in range(1, 5):
+    for level in range(1, 5):  # each level's DoubleConv has BatchNorms; checked in forward order
+        if train:
+            _batchnorm_train(n_batch, stage_sizes[-1], "in_conv" if level == 1 else f"down{level - 1}")
         stage_sizes.append(_halve_by_maxpool(stage_sizes[-1], level))
     if train:
         _batchnorm_train(n_batch, stage_sizes[4], "down4")
@@ -194,7 +196,8 @@ def _resnet_stages(args, shape, in_channels, train, device, precision):
     for _ in range(3):
         stage_sizes.append([_pool_or_conv(n, 3, 2, 1) for n in stage_sizes[-1]])  # stride-2 3x3, pad 1
     if train:
-        _batchnorm_train(n_batch, stage_sizes[4], "layer4")
+        for level, level_sizes in enumerate(stage_sizes[1:], start=1):
+            _batchnorm_train(n_batch, level_sizes, f"layer{level}")
     widths = (64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion)
     return [(n_batch, c, *s) for c, s in zip(widths, stage_sizes)]
 

@@ -28,7 +28,8 @@ class Profile:
 PROFILES = {
     "smoke": Profile("smoke", ((16, 2),), ((32, 2),), warmup=0, rounds=1,
                      description="one tiny point per variant and mode, to exercise the code"),
-    "cpu": Profile("cpu", ((16, 1), (16, 2), (32, 1)), ((64, 1), (64, 2), (128, 1)), warmup=1, rounds=5,
+    "cpu": Profile("cpu", ((16, 1), (16, 2), (32, 1), (32, 2)), ((64, 1), (64, 2), (128, 1), (128, 2)),
+                   warmup=1, rounds=5,
                    description="small inputs for a 2-core machine without GPU"),
     "paper": Profile("paper", ((64, 1), (64, 2), (64, 4), (96, 1), (128, 1), (128, 2)),
                      ((224, 1), (224, 4), (512, 1), (512, 4)), precisions=("fp32", "bf16"),

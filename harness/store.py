@@ -10,21 +10,12 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .overrides import format_overrides  # noqa: F401  (re-exported for callers building rows)
-from .spec import BenchSpec, Measurement, shape_text
+from .columns import ENV_COLUMNS, RESULT_COLUMNS
+from .spec import Measurement, shape_text
 
 RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 RUNS_ROOT = RESULTS_ROOT / "runs"
 
-MEASURE_COLUMNS = [
-    "model", "overrides", "input_shape", "batch", "mode", "device", "dtype", "channels_last", "compile",
-    "cudnn_benchmark", "warmup", "rounds", "median_ms", "iqr_ms", "samples_per_s", "peak_mem_mb",
-    "peak_reserved_mb", "memory_kind", "gmacs", "params_total", "params_used", "uncalled_modules",
-    "zero_mac_ops", "unsupported_ops", "output_shape", "max_batch", "error",
-]
-ENV_COLUMNS = ["torch", "cuda", "cudnn", "cudnn_tf32", "device_name", "gpu_driver", "cpu", "cpu_count",
-               "threads", "python", "platform", "git_commit", "git_dirty", "seed"]
-RESULT_COLUMNS = MEASURE_COLUMNS + ENV_COLUMNS + ["run_id", "finished_at"]
 
 
 def new_run_id(device: str, profile: str) -> str:
@@ -113,7 +104,3 @@ def details(m: Measurement) -> dict:
         "uncalled_modules": list(work.uncalled_modules) if work else [],
         "error": m.error,
     }
-
-
-def spec_of(key_source: BenchSpec) -> tuple:
-    return key_source.key

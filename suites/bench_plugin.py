@@ -74,6 +74,18 @@ def pytest_generate_tests(metafunc):
 
 def pytest_collection_modifyitems(session, config, items):
     config._harness_total = sum(1 for item in items if "bench_spec" in getattr(item, "fixturenames", ()))
+    config._harness_run_dir = None
+    if config._harness_total and not config.getoption("benchmark_disable"):
+        resume = config.getoption("--resume")
+        root = Path(config.getoption("--runs-root") or RUNS_ROOT)
+        run_dir = root / (resume or config.getoption("--run-id") or new_run_id(_device(config), _profile(config)))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config._harness_run_dir = run_dir
+        benchmark_session = getattr(config, "_benchmarksession", None)
+        if benchmark_session is not None and not benchmark_session.json:
+            # pytest-benchmark's raw JSON goes beside results.csv; a resumed run adds benchmark.2.json...
+            attempt = 1 + sum(1 for _ in run_dir.glob("benchmark*.json"))
+            benchmark_session.json = run_dir / ("benchmark.json" if attempt == 1 else f"benchmark.{attempt}.json")
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
@@ -85,10 +97,9 @@ class BenchSession:
 
     def __init__(self, config, tmp_root: Path):
         resume = config.getoption("--resume")
-        default_root = tmp_root if config.getoption("benchmark_disable") else RUNS_ROOT
-        root = Path(config.getoption("--runs-root") or default_root)
-        run_id = resume or config.getoption("--run-id") or new_run_id(_device(config), _profile(config))
-        self.store = RunStore(root / run_id)
+        # With benchmarks disabled (the tests session) rows go to a temporary folder, not results/.
+        run_dir = config._harness_run_dir or tmp_root / new_run_id(_device(config), _profile(config))
+        self.store = RunStore(run_dir)
         self.env = environment.capture(_device(config))
         self.store.write_environment(self.env, profile=_profile(config), models=config.getoption("--models"),
                                      resumed=bool(resume))

@@ -8,6 +8,16 @@ from harness.envelope import check
 from harness.probe import run_once
 
 
+# The error each constraint names, as PyTorch words it on CPU tensors (meta words some differently).
+CPU_ERRORS = {
+    "min-size": "Output size is too small",
+    "parity": "Sizes of tensors must match",
+    "train-batchnorm": "Expected more than 1 value per channel when training",
+    "channels": "channels",
+    "decoder-channels": "channels",
+}
+
+
 def assert_envelope_exact(name, overrides, shape, mode, device="cpu"):
     verdict = check(name, shape, overrides, mode, device=device, suggest=False)
     note(verdict.message())
@@ -16,6 +26,8 @@ def assert_envelope_exact(name, overrides, shape, mode, device="cpu"):
         output, stages = run_once(name, shape, overrides, mode, device)
     except (RuntimeError, ValueError) as error:
         assert not verdict.supported, f"predicted to run, but failed: {error}"
+        if device == "cpu":
+            assert CPU_ERRORS[verdict.constraint] in str(error), f"named {verdict.constraint}, got: {error}"
         return verdict
     assert verdict.supported, f"predicted to fail ({verdict.reason}), but ran: output {output}"
     assert verdict.output_shape == output
