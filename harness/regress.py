@@ -1,0 +1,308 @@
+"""``python -m harness.regress``: did the reference models get slower or heavier?
+
+Deterministic facts (parameters, used parameters, MACs by operator, output shapes, the aten operators
+a forward pass dispatches) are compared exactly. Timings and peak memory are compared statistically:
+
+- ``--against REF``: REF is checked out in a temporary git worktree; the *current* harness code is
+  copied into it, so both sides are measured the same way and differ only in ``reference_models``.
+  One worker process per tree; for each configuration the two are timed in alternating blocks
+  (AB, BA, AB, ...) on the same machine, so drift hits both. Each block gives a ratio
+  median(new)/median(old); the verdict uses the median block ratio and a bootstrap 95% interval:
+  *slower* when the interval lies above 1 and the estimate exceeds ``--min-effect``, *faster*
+  symmetrically, *unchanged* otherwise.
+- without ``--against``: against a committed run (``--baseline RUN``; default the newest run on
+  this device). Facts are checked exactly; timings only when the machine fingerprint (device, CPU,
+  threads, torch, CUDA, cuDNN) matches the baseline's, otherwise it says it cannot judge them.
+- ``--deterministic-only``: facts only, against the committed snapshot ``results/regress/facts.json``
+  (``--update-facts`` rewrites it). Cheap: this is what ``.ci/run`` runs.
+
+Exit status: 0 no regression, 1 regression (or changed facts), 3 cannot judge anything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from . import environment, facts
+from .registry import get_variant, list_models
+
+REPO = Path(__file__).resolve().parent.parent
+FACTS_SNAPSHOT = REPO / "results" / "regress" / "facts.json"
+OUT = REPO / "results" / "regress" / "latest.json"
+EXIT_OK, EXIT_REGRESSION, EXIT_CANNOT_JUDGE = 0, 1, 3
+
+
+def quick_specs(models: str, device: str) -> list[dict]:
+    """Small configurations: every matching variant, inference (batch 1) and a training step (batch 2)."""
+    specs = []
+    for name in list_models(models):
+        variant = get_variant(name)
+        size = (16,) * 3 if variant.spatial_dims == 3 else (64,) * 2
+        for mode, batch in (("inference", 1), ("train", 2)):
+            specs.append({"model": name, "input_shape": [variant.example_input[1], *size], "batch": batch,
+                          "mode": mode, "device": device, "cudnn_benchmark": device == "cuda"})
+    return specs
+
+
+def label(spec: dict) -> str:
+    return f"{spec['model']}-{'x'.join(map(str, spec['input_shape']))}-b{spec['batch']}-{spec['mode']}"
+
+
+# --- statistics ------------------------------------------------------------------------------------
+
+def bootstrap_interval(values: list[float], draws: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the median, resampling ``values``."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
+
+
+def judge(ratios: list[float], min_effect: float) -> dict:
+    estimate = statistics.median(ratios)
+    low, high = bootstrap_interval(ratios)
+    if low > 1 and estimate >= 1 + min_effect:
+        verdict = "slower"
+    elif high < 1 and estimate <= 1 / (1 + min_effect):
+        verdict = "faster"
+    else:
+        verdict = "unchanged"
+    return {"ratio": estimate, "ci_low": low, "ci_high": high, "verdict": verdict}
+
+
+# --- two trees, two workers ------------------------------------------------------------------------
+
+class Worker:
+    def __init__(self, tree: Path, threads: int):
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        self.process = subprocess.Popen([sys.executable, "-m", "harness.regress_worker", str(threads)], cwd=tree,
+                                        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, **request) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker died while answering {request['cmd']}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.process.stdin.close()
+        except OSError:
+            pass
+        self.process.wait(timeout=60)
+
+
+@contextmanager
+def worktree(ref: str):
+    """REF checked out in a temporary worktree, with the current harness code in place of REF's."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=REPO, check=True,
+                                capture_output=True, text=True).stdout.strip()
+    except subprocess.CalledProcessError:
+        raise SystemExit(f"error: {ref!r} is not a commit in this repository (try HEAD, main or a sha)")
+    tmp = Path(tempfile.mkdtemp(prefix="regress-"))
+    tree = tmp / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(tree), commit], cwd=REPO, check=True)
+    try:
+        shutil.rmtree(tree / "harness", ignore_errors=True)
+        shutil.copytree(REPO / "harness", tree / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+        yield tree, commit
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def interleaved(old: Worker, new: Worker, spec: dict, blocks: int, rounds: int, min_effect: float,
+                mem_tolerance: float) -> dict:
+    for worker in (old, new):
+        worker.ask(cmd="prepare", spec=spec)
+    ratios, old_times, new_times = [], [], []
+    for block in range(blocks):
+        order = (old, new) if block % 2 == 0 else (new, old)
+        times = {id(w): w.ask(cmd="time", rounds=rounds)["times"] for w in order}
+        old_times += times[id(old)]
+        new_times += times[id(new)]
+        ratios.append(statistics.median(times[id(new)]) / statistics.median(times[id(old)]))
+    timing = judge(ratios, min_effect)
+    old_mem = statistics.median(old.ask(cmd="memory")["peak_mb"] or 0 for _ in range(3))
+    new_mem = statistics.median(new.ask(cmd="memory")["peak_mb"] or 0 for _ in range(3))
+    heavier = new_mem > old_mem * (1 + mem_tolerance) + 2
+    return {"config": label(spec), "old_ms": 1e3 * statistics.median(old_times),
+            "new_ms": 1e3 * statistics.median(new_times), **timing, "block_ratios": ratios,
+            "old_peak_mb": old_mem, "new_peak_mb": new_mem, "memory_verdict": "heavier" if heavier else "same"}
+
+
+def against_ref(args) -> dict:
+    with worktree(args.against) as (tree, commit):
+        old, new = Worker(tree, args.threads), Worker(REPO, args.threads)
+        try:
+            fact_rows = facts.differences(old.ask(cmd="facts", models=args.models)["facts"],
+                                          new.ask(cmd="facts", models=args.models)["facts"])
+            timing_rows = []
+            for i, spec in enumerate(quick_specs(args.models, args.device), 1):
+                row = interleaved(old, new, spec, args.blocks, args.rounds, args.min_effect, args.mem_tolerance)
+                print(f"[{i}] {row['config']:45s} {row['old_ms']:9.1f} -> {row['new_ms']:9.1f} ms  x{row['ratio']:.3f} "
+                      f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}] {row['verdict']}", flush=True)
+                timing_rows.append(row)
+        finally:
+            old.close()
+            new.close()
+    return {"mode": "against", "ref": args.against, "ref_commit": commit, "facts": fact_rows,
+            "timings": timing_rows, "timings_judged": True}
+
+
+# --- against a committed run -----------------------------------------------------------------------
+
+def _newest_run(device: str) -> Path | None:
+    runs = sorted((p for p in (REPO / "results" / "runs").glob(f"*-{device}-*") if (p / "results.csv").exists()),
+                  key=lambda p: p.name)
+    return runs[-1] if runs else None
+
+
+def against_baseline(args) -> dict:
+    import csv
+
+    from .workload import prepare, time_step
+    from .spec import BenchSpec
+
+    run = Path(args.baseline) if args.baseline else _newest_run(args.device)
+    if run is None or not (run / "results.csv").exists():
+        return {"mode": "baseline", "cannot_judge": f"no committed run for {args.device} under results/runs/; "
+                "run `nox -s bench` and commit it, or use --against REF"}
+    rows = {(r["model"], r["input_shape"], r["batch"], r["mode"]): r for r in csv.DictReader((run / "results.csv").open())
+            if r["dtype"] == "fp32" and not r["error"]}
+    samples = {}
+    for line in (run / "details.jsonl").read_text().splitlines():
+        d = json.loads(line)
+        s = d["spec"]
+        samples[(s["model"], "x".join(map(str, s["input_shape"])), str(s["batch"]), s["mode"])] = d["times_s"]
+    baseline_env = json.loads((run / "environment.json").read_text())["environment"]
+    here = environment.capture(args.device)
+    same_machine = environment.fingerprint(baseline_env) == environment.fingerprint(here)
+    fact_rows, timing_rows = [], []
+    for spec in quick_specs(args.models, args.device):
+        key = (spec["model"], "x".join(map(str, spec["input_shape"])), str(spec["batch"]), spec["mode"])
+        if key not in rows:
+            continue
+        base = rows[key]
+        now = facts.variant_facts(spec["model"]) if spec["mode"] == "inference" else None
+        if now and now["input_shape"][1:] == spec["input_shape"] == [int(n) for n in key[1].split("x")]:
+            for metric, current in (("params_total", now["params_total"]), ("params_used", now["params_used"]),
+                                    ("gmacs", round(now["macs"] / 1e9, 6))):
+                if float(base[metric]) != float(current):
+                    fact_rows.append({"model": spec["model"], "metric": metric, "before": base[metric], "after": current})
+        if same_machine and key in samples:
+            workload = prepare(BenchSpec(**{**spec, "input_shape": tuple(spec["input_shape"])}))
+            times = time_step(workload.step, warmup=2, rounds=args.blocks * args.rounds)
+            old = samples[key]
+            ratios = [statistics.median(random.Random(i).choices(times, k=len(times))) /
+                      statistics.median(random.Random(-i).choices(old, k=len(old))) for i in range(1, 400)]
+            result = judge(ratios, args.min_effect)
+            result["ratio"] = statistics.median(times) / statistics.median(old)
+            timing_rows.append({"config": label(spec), "old_ms": 1e3 * statistics.median(old),
+                                "new_ms": 1e3 * statistics.median(times), **result})
+    note = "" if same_machine else (f"timings not judged: the baseline ran on {baseline_env.get('device_name')} "
+                                    f"({baseline_env.get('threads')} threads, torch {baseline_env.get('torch')}), "
+                                    f"this is {here['device_name']} ({here['threads']} threads, torch {here['torch']})")
+    return {"mode": "baseline", "baseline": str(run.relative_to(REPO)) if run.is_relative_to(REPO) else str(run),
+            "facts": fact_rows, "timings": timing_rows, "timings_judged": same_machine, "note": note}
+
+
+def deterministic_only(args) -> dict:
+    if args.update_facts:
+        FACTS_SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
+        FACTS_SNAPSHOT.write_text(json.dumps(facts.collect(args.models), indent=1, sort_keys=True) + "\n")
+        print(f"wrote {FACTS_SNAPSHOT}")
+        return {"mode": "update-facts", "facts": [], "timings": []}
+    if not FACTS_SNAPSHOT.exists():
+        return {"mode": "facts", "cannot_judge": f"no snapshot at {FACTS_SNAPSHOT}; create it with --update-facts"}
+    before = json.loads(FACTS_SNAPSHOT.read_text())
+    now = facts.collect(args.models)
+    before = {k: v for k, v in before.items() if k in now}
+    return {"mode": "facts", "facts": facts.differences(before, now), "timings": [], "timings_judged": False,
+            "note": "facts only (--deterministic-only)"}
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+def _short(value) -> str:
+    text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def print_report(result: dict) -> int:
+    if "cannot_judge" in result:
+        print(f"cannot judge: {result['cannot_judge']}")
+        return EXIT_CANNOT_JUDGE
+    print(f"\n{'metric':48s} {'before':>14s} {'after':>14s} {'ratio':>7s}  verdict")
+    for row in result["facts"]:
+        print(f"{row['model'] + ' ' + row['metric']:48s} {_short(row['before']):>14s} {_short(row['after']):>14s} "
+              f"{'':>7s}  CHANGED")
+    for row in result["timings"]:
+        print(f"{row['config'] + ' time (ms)':48s} {row['old_ms']:14.1f} {row['new_ms']:14.1f} {row['ratio']:7.3f}  "
+              f"{row['verdict']} (95% CI {row['ci_low']:.3f}-{row['ci_high']:.3f})")
+        if "memory_verdict" in row:
+            print(f"{row['config'] + ' peak (MB)':48s} {row['old_peak_mb']:14.1f} {row['new_peak_mb']:14.1f} "
+                  f"{row['new_peak_mb'] / max(row['old_peak_mb'], 1e-9):7.3f}  {row['memory_verdict']}")
+    if result.get("note"):
+        print(result["note"])
+    regressions = len(result["facts"]) + sum(r["verdict"] == "slower" or r.get("memory_verdict") == "heavier"
+                                             for r in result["timings"])
+    print(f"\n{len(result['facts'])} changed facts, "
+          f"{sum(r['verdict'] == 'slower' for r in result['timings'])} slower, "
+          f"{sum(r.get('memory_verdict') == 'heavier' for r in result['timings'])} heavier, "
+          f"{len(result['timings'])} timings compared: {'REGRESSION' if regressions else 'no regression'}")
+    return EXIT_REGRESSION if regressions else EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness.regress", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--against", metavar="REF", help="git ref to compare the working tree with")
+    p.add_argument("--baseline", metavar="RUN_DIR", help="committed run to compare with (default: newest)")
+    p.add_argument("--deterministic-only", action="store_true", help="facts only, against the snapshot")
+    p.add_argument("--update-facts", action="store_true", help="rewrite results/regress/facts.json")
+    p.add_argument("--models", default="*", help="shell pattern over variant names")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--blocks", type=int, default=8, help="alternating timing blocks per configuration")
+    p.add_argument("--rounds", type=int, default=3, help="timed steps per block and side")
+    p.add_argument("--min-effect", type=float, default=0.10, help="smallest slowdown called a regression")
+    p.add_argument("--mem-tolerance", type=float, default=0.10, help="peak-memory growth tolerated (+2 MB)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="threads per worker")
+    p.add_argument("--out", type=Path, default=OUT, help="JSON verdict file")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.deterministic_only or args.update_facts:
+        result = deterministic_only(args)
+    elif args.against:
+        result = against_ref(args)
+    else:
+        result = against_baseline(args)
+    status = print_report(result)
+    if result.get("mode") != "update-facts":
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**result, "exit_status": status}, indent=1, sort_keys=True, default=str) + "\n")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Reports from committed runs: load -> tables, plots, reproduction. Never measures; no torch."""

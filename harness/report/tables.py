@@ -1,0 +1,118 @@
+"""Comparison tables for papers: variants side by side per device and precision, with ratios
+against the plain ``unet3d`` baseline, at one reference point (input size and batch) per group."""
+from __future__ import annotations
+
+import pandas as pd
+
+BASELINE = "unet3d"
+
+
+def reference_point(rows: pd.DataFrame) -> tuple[str, int] | None:
+    """The (input_shape, batch) measured without error, in both modes, for the most variants;
+    ties go to the larger input, then the smaller batch."""
+    ok = rows[rows["ok"]]
+    both = ok.groupby(["input_shape", "batch", "model"])["mode"].nunique().reset_index()
+    both = both[both["mode"] == 2]
+    if both.empty:
+        return None
+    counts = both.groupby(["input_shape", "batch"])["model"].nunique().reset_index(name="variants")
+    counts["elements"] = counts["input_shape"].map(lambda s: _elements(s))
+    best = counts.sort_values(["variants", "elements", "batch"], ascending=[False, False, True]).iloc[0]
+    return best["input_shape"], int(best["batch"])
+
+
+def _elements(shape: str) -> int:
+    out = 1
+    for n in shape.split("x")[1:]:
+        out *= int(n)
+    return out
+
+
+def comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (device, device_name, dtype, spatial_dims, model) at that group's reference point."""
+    rows = []
+    for (device, device_name, dtype, spatial_dims), group in df.groupby(
+            ["device", "device_name", "dtype", "spatial_dims"], sort=True):
+        point = reference_point(group)
+        if point is None:
+            continue
+        shape, batch = point
+        at_point = group[(group["input_shape"] == shape) & (group["batch"] == batch) & group["ok"]]
+        for model, by_model in at_point.groupby("model_order", sort=True):
+            inf = by_model[by_model["mode"] == "inference"]
+            train = by_model[by_model["mode"] == "train"]
+            if inf.empty or train.empty:
+                continue
+            inf, train = inf.iloc[0], train.iloc[0]
+            rows.append({
+                "device": device, "device_name": device_name, "dtype": dtype, "spatial_dims": spatial_dims,
+                "model": inf["model"], "model_order": model, "input_shape": shape, "batch": batch,
+                "params_m": inf["params_total"] / 1e6, "params_used_m": inf["params_used"] / 1e6,
+                "gmacs": inf["gmacs"],
+                "inference_samples_per_s": inf["samples_per_s"], "inference_ms": inf["median_ms"],
+                "inference_iqr_ms": inf["iqr_ms"], "train_samples_per_s": train["samples_per_s"],
+                "train_ms": train["median_ms"], "train_iqr_ms": train["iqr_ms"],
+                "inference_peak_mb": inf["peak_mem_mb"], "train_peak_mb": train["peak_mem_mb"],
+                "memory_kind": inf["memory_kind"],
+                "run_id": inf["run_id"], "git_commit": inf["git_commit"], "torch": inf["torch"],
+                "cuda": inf["cuda"], "threads": inf["threads"],
+            })
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    for column, ratio in [("inference_samples_per_s", "x_inference"), ("train_samples_per_s", "x_train"),
+                          ("gmacs", "x_gmacs"), ("train_peak_mb", "x_train_mem")]:
+        base = table[table["model"] == BASELINE].set_index(["device_name", "dtype"])[column]
+        keys = list(zip(table["device_name"], table["dtype"]))
+        table[ratio] = [row / base.get(key, float("nan")) if sd == 3 else float("nan")
+                        for row, key, sd in zip(table[column], keys, table["spatial_dims"])]
+    return table
+
+
+DISPLAY = {
+    "model": "Variant", "input_shape": "Input (C×D×H×W)", "batch": "Batch", "params_m": "Params (M)",
+    "params_used_m": "Used params (M)", "gmacs": "GMACs/sample", "inference_samples_per_s": "Inference (samples/s)",
+    "inference_latency": "Inference latency, ms (IQR)", "train_samples_per_s": "Train (samples/s)",
+    "train_latency": "Train step, ms (IQR)", "inference_peak_mb": "Peak mem. inference (MB)",
+    "train_peak_mb": "Peak mem. train (MB)", "x_inference": "× inference vs unet3d",
+    "x_train": "× train vs unet3d", "x_gmacs": "× GMACs vs unet3d",
+}
+
+
+def display_table(group: pd.DataFrame) -> pd.DataFrame:
+    """Human columns with fixed formatting (strings), so every output format shows the same digits."""
+    out = pd.DataFrame({
+        "model": group["model"], "input_shape": group["input_shape"], "batch": group["batch"].map(str),
+        "params_m": group["params_m"].map("{:.1f}".format), "params_used_m": group["params_used_m"].map("{:.1f}".format),
+        "gmacs": group["gmacs"].map("{:.2f}".format),
+        "inference_samples_per_s": group["inference_samples_per_s"].map("{:.2f}".format),
+        "inference_latency": [f"{m:.1f} ({q:.1f})" for m, q in zip(group["inference_ms"], group["inference_iqr_ms"])],
+        "train_samples_per_s": group["train_samples_per_s"].map("{:.2f}".format),
+        "train_latency": [f"{m:.1f} ({q:.1f})" for m, q in zip(group["train_ms"], group["train_iqr_ms"])],
+        "inference_peak_mb": group["inference_peak_mb"].map("{:.0f}".format),
+        "train_peak_mb": group["train_peak_mb"].map("{:.0f}".format),
+        "x_inference": group["x_inference"].map(_ratio), "x_train": group["x_train"].map(_ratio),
+        "x_gmacs": group["x_gmacs"].map(_ratio),
+    })
+    return out.rename(columns=DISPLAY).reset_index(drop=True)
+
+
+def _ratio(value) -> str:
+    return "" if pd.isna(value) else f"{value:.2f}"
+
+
+def groups(table: pd.DataFrame):
+    """(title, footnote, rows) per device and precision, 3D before 2D."""
+    for (device_name, dtype), group in table.groupby(["device_name", "dtype"], sort=True):
+        group = group.sort_values(["spatial_dims", "model_order"], ascending=[False, True], kind="stable")
+        first = group.iloc[0]
+        memory = ("CUDA peak allocated" if first["memory_kind"] == "cuda_allocated"
+                  else "rise of process peak RSS during the step")
+        title = f"{first['device'].upper()}: {device_name}, {dtype}"
+        runs = ", ".join(sorted(group["run_id"].unique()))
+        footnote = (f"Measured on {device_name} ({first['device']}), torch {first['torch']}"
+                    f"{', CUDA ' + first['cuda'] if first['cuda'] else ''}, {int(first['threads'])} threads, "
+                    f"commit {first['git_commit'][:10]}; run {runs}. Latency is the median with the "
+                    f"interquartile range; memory is the {memory}; GMACs are multiply-adds per sample "
+                    f"(FLOPs = 2 × MACs). Ratios compare 3D variants with unet3d at the same point.")
+        yield title, footnote, group
