@@ -1,0 +1,59 @@
+"""Reports from real (tiny) measurements: tables, plots, merging shards, byte-for-byte determinism."""
+import hashlib
+
+import pytest
+
+from harness.environment import capture
+from harness.measure import measure
+from harness.report.__main__ import build
+from harness.report.load import load_results
+from harness.report.tables import comparison
+from harness.spec import BenchSpec
+from harness.store import RunStore
+
+
+def _sweep(run_dir, models):
+    store, env = RunStore(run_dir), capture()
+    for model, shape in models:
+        for mode in ("inference", "train"):
+            store.append(measure(BenchSpec(model, shape, 2, mode, warmup=0, rounds=2)), env)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    # Two shards of one sweep, as if run on two machines: merged by the loader.
+    _sweep(root / "shard-a", [("unet3d", (1, 16, 16, 16))])
+    _sweep(root / "shard-b", [("unet2d", (1, 32, 32)), ("unet3d-trilinear", (1, 16, 16, 16))])
+    return root
+
+
+def test_shards_merge_into_one_table_with_ratios_against_unet3d(runs):
+    results = load_results([runs])
+    assert set(results["model"]) == {"unet3d", "unet2d", "unet3d-trilinear"}
+    table = comparison(results).set_index("model")
+    assert table.loc["unet3d", "x_inference"] == 1.0
+    assert table.loc["unet3d-trilinear", "x_gmacs"] == pytest.approx(
+        table.loc["unet3d-trilinear", "gmacs"] / table.loc["unet3d", "gmacs"])
+    assert table.loc["unet2d", "x_inference"] != table.loc["unet2d", "x_inference"]  # NaN: 2D has no 3D baseline
+
+
+def test_the_latest_row_wins_when_a_configuration_was_measured_twice(runs, tmp_path):
+    _sweep(tmp_path / "again", [("unet3d", (1, 16, 16, 16))])
+    results = load_results([runs, tmp_path / "again"])
+    unet3d = results[results["model"] == "unet3d"]
+    assert len(unet3d) == 2 and set(unet3d["run_id"]) == {"again"}
+
+
+def test_report_files_are_written_and_rebuild_byte_for_byte(runs, tmp_path, monkeypatch):
+    monkeypatch.setattr("harness.report.__main__.update_readme", lambda markdown: False)
+    first = build([runs], tmp_path / "one")
+    second = build([runs], tmp_path / "two")
+    names = sorted(p.name for p in first)
+    assert {"comparison.md", "comparison.tex", "comparison.csv"} <= set(names)
+    assert any(n.endswith(".png") for n in names) and any(n.endswith(".pdf") for n in names)
+    digest = lambda paths: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}  # noqa: E731
+    assert digest(first) == digest(second)
+    markdown = (tmp_path / "one" / "comparison.md").read_text()
+    assert "unet3d-trilinear" in markdown and "unet2d" in markdown
+    assert "\\toprule" in (tmp_path / "one" / "comparison.tex").read_text()
