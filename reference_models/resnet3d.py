@@ -105,6 +105,17 @@ class _ResNetStages:
         self.layer3 = self._make_layer(block, 256, layers[2], shortcut_type, stride=2)
         self.layer4 = self._make_layer(block, 512, layers[3], shortcut_type, stride=2)
 
+    def _stages(self, x):
+        """x1 (the stem's output) and the outputs of layer1..layer4, printed when the switch is on."""
+        x1 = self.relu(self.bn1(self.conv1(x)))
+        stage_print("x1=", x1)
+        stages = [x1, self.layer1(self.maxpool(x1))]
+        for layer in (self.layer2, self.layer3, self.layer4):
+            stage_print(f"x{len(stages)}=", stages[-1])
+            stages.append(layer(stages[-1]))
+        stage_print("x5=", stages[-1])
+        return stages
+
     def _init_weights(self):
         # Every Conv3d in the model, decoder included (ConvTranspose3d is not a Conv3d and keeps
         # PyTorch's default init). Order matters for seeded reproducibility: modules() order.
@@ -155,16 +166,7 @@ class ResNet_3d(_ResNetStages, nn.Module):
         self._init_weights()
 
     def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
-        stage_print("x1=", x)
-        x = self.layer1(self.maxpool(x))
-        stage_print("x2=", x)
-        x = self.layer2(x)
-        stage_print("x3=", x)
-        x = self.layer3(x)
-        stage_print("x4=", x)
-        x = self.layer4(x)
-        stage_print("x5=", x)
+        x = self._stages(x)[-1]
         if self.include_top:
             x = self.avgpool(x)
             x = torch.flatten(x, 1)

@@ -3,6 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._unet_body import _UNetBody
+
 
 class DoubleConv(nn.Sequential):
     """(3x3 conv, BN, ReLU) twice; the convolutions have no bias."""
@@ -59,7 +61,7 @@ class OutConv(nn.Sequential):
         super().__init__(nn.Conv2d(in_channels, num_classes, kernel_size=1))
 
 
-class UNet(nn.Module):
+class UNet(_UNetBody, nn.Module):
     """The article's 2D UNet. Returns logits ``(N, num_classes, H, W)``.
 
     (The article annotates ``forward`` as returning ``Dict[str, Tensor]``; it returns a tensor.)
@@ -71,26 +73,8 @@ class UNet(nn.Module):
         self.num_classes = num_classes
         self.bilinear = bilinear
 
-        self.in_conv = DoubleConv(in_channels, base_c)
-        self.down1 = Down(base_c, base_c * 2)
-        self.down2 = Down(base_c * 2, base_c * 4)
-        self.down3 = Down(base_c * 4, base_c * 8)
-        factor = 2 if bilinear else 1
-        self.down4 = Down(base_c * 8, base_c * 16 // factor)
-        self.up1 = Up(base_c * 16, base_c * 8 // factor, bilinear)
-        self.up2 = Up(base_c * 8, base_c * 4 // factor, bilinear)
-        self.up3 = Up(base_c * 4, base_c * 2 // factor, bilinear)
-        self.up4 = Up(base_c * 2, base_c, bilinear)
-        self.out_conv = OutConv(base_c, num_classes)
+        self._build_encoder(DoubleConv, Down, in_channels, bilinear, base_c)
+        self._build_decoder(Up, OutConv, num_classes, bilinear, base_c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = self.in_conv(x)
-        x2 = self.down1(x1)
-        x3 = self.down2(x2)
-        x4 = self.down3(x3)
-        x5 = self.down4(x4)
-        x = self.up1(x5, x4)
-        x = self.up2(x, x3)
-        x = self.up3(x, x2)
-        x = self.up4(x, x1)
-        return self.out_conv(x)
+        return self._decode(*self._encode(x, prints=False))  # the article's 2D UNet prints nothing

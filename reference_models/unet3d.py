@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .stage_prints import stage_print
+from ._unet_body import _UNetBody
 
 
 class DoubleConv_3d(nn.Sequential):
@@ -72,7 +72,7 @@ class OutConv_3d(nn.Sequential):
         super().__init__(nn.Conv3d(in_channels, num_classes, kernel_size=1))
 
 
-class UNet_3d(nn.Module):
+class UNet_3d(_UNetBody, nn.Module):
     """The article's 3D UNet. Returns logits ``(N, num_classes, D, H, W)``.
 
     ``bilinear=True`` (the default) upsamples trilinearly; the article recommends ``bilinear=False``
@@ -86,31 +86,8 @@ class UNet_3d(nn.Module):
         self.num_classes = num_classes
         self.bilinear = bilinear
 
-        self.in_conv = DoubleConv_3d(in_channels, base_c)
-        self.down1 = Down_3d(base_c, base_c * 2)
-        self.down2 = Down_3d(base_c * 2, base_c * 4)
-        self.down3 = Down_3d(base_c * 4, base_c * 8)
-        factor = 2 if bilinear else 1
-        self.down4 = Down_3d(base_c * 8, base_c * 16 // factor)
-        self.up1 = Up_3d(base_c * 16, base_c * 8 // factor, bilinear)
-        self.up2 = Up_3d(base_c * 8, base_c * 4 // factor, bilinear)
-        self.up3 = Up_3d(base_c * 4, base_c * 2 // factor, bilinear)
-        self.up4 = Up_3d(base_c * 2, base_c, bilinear)
-        self.out_conv = OutConv_3d(base_c, num_classes)
+        self._build_encoder(DoubleConv_3d, Down_3d, in_channels, bilinear, base_c)
+        self._build_decoder(Up_3d, OutConv_3d, num_classes, bilinear, base_c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = self.in_conv(x)
-        stage_print("x1=", x1)
-        x2 = self.down1(x1)
-        stage_print("x2=", x2)
-        x3 = self.down2(x2)
-        stage_print("x3=", x3)
-        x4 = self.down3(x3)
-        stage_print("x4=", x4)
-        x5 = self.down4(x4)
-        stage_print("x5=", x5)
-        x = self.up1(x5, x4)
-        x = self.up2(x, x3)
-        x = self.up3(x, x2)
-        x = self.up4(x, x1)
-        return self.out_conv(x)
+        return self._decode(*self._encode(x, prints=True))

@@ -3,11 +3,11 @@ import torch
 import torch.nn as nn
 
 from .resnet3d import _ResNetStages
-from .stage_prints import stage_print
+from ._unet_body import _UNetBody
 from .unet3d import Down_3d, OutConv_3d, Up_3d
 
 
-class UNet_3d_resnet_encoder(_ResNetStages, nn.Module):
+class UNet_3d_resnet_encoder(_ResNetStages, _UNetBody, nn.Module):
     """UNet_3d's decoder on ResNet_3d's stages (stem output and layer1..layer4 as x1..x5).
 
     Works only as the article uses it: a block with ``expansion == 2`` (``Bottleneck``), ``base_c=64``
@@ -26,29 +26,11 @@ class UNet_3d_resnet_encoder(_ResNetStages, nn.Module):
         self.no_cuda = no_cuda
 
         factor = 2 if bilinear else 1
-        self.down4 = Down_3d(base_c * 8, base_c * 16 // factor)
-        self.up1 = Up_3d(base_c * 16, base_c * 8 // factor, bilinear)
-        self.up2 = Up_3d(base_c * 8, base_c * 4 // factor, bilinear)
-        self.up3 = Up_3d(base_c * 4, base_c * 2 // factor, bilinear)
-        self.up4 = Up_3d(base_c * 2, base_c, bilinear)
-        self.out_conv = OutConv_3d(base_c, num_classes)
+        self.down4 = Down_3d(base_c * 8, base_c * 16 // factor)  # built, never called (the article's)
+        self._build_decoder(Up_3d, OutConv_3d, num_classes, bilinear, base_c)
 
         self._build_stem_and_stages(in_channels, block, layers, shortcut_type)
         self._init_weights()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = self.relu(self.bn1(self.conv1(x)))
-        stage_print("x1=", x1)
-        x2 = self.layer1(self.maxpool(x1))
-        stage_print("x2=", x2)
-        x3 = self.layer2(x2)
-        stage_print("x3=", x3)
-        x4 = self.layer3(x3)
-        stage_print("x4=", x4)
-        x5 = self.layer4(x4)
-        stage_print("x5=", x5)
-        x = self.up1(x5, x4)
-        x = self.up2(x, x3)
-        x = self.up3(x, x2)
-        x = self.up4(x, x1)
-        return self.out_conv(x)
+        return self._decode(*self._stages(x))

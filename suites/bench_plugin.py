@@ -107,11 +107,18 @@ class BenchSession:
         self.find_max_batch = config.getoption("--find-max-batch")
         self.work_cache = WorkCache()
         self.reporter = config.pluginmanager.get_plugin("terminalreporter")
+        self.capture = config.pluginmanager.get_plugin("capturemanager")
         self.total = getattr(config, "_harness_total", 0)
         self.started = 0
 
     def progress(self, text: str) -> None:
-        if self.reporter is not None:
+        """A line on the terminal now: pytest captures output during a test, so lift that briefly."""
+        if self.reporter is None:
+            return
+        if self.capture is None:
+            self.reporter.write_line(text)
+            return
+        with self.capture.global_and_fixture_disabled():
             self.reporter.write_line(text)
 
 
