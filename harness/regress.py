@@ -7,9 +7,13 @@ a forward pass dispatches) are compared exactly. Timings and peak memory are com
   copied into it, so both sides are measured the same way and differ only in ``reference_models``.
   One worker process per tree; for each configuration the two are timed in alternating blocks
   (AB, BA, AB, ...) on the same machine, so drift hits both. Each block gives a ratio
-  median(new)/median(old); the verdict uses the median block ratio and a bootstrap 95% interval:
-  *slower* when the interval lies above 1 and the estimate exceeds ``--min-effect``, *faster*
-  symmetrically, *unchanged* otherwise.
+  median(new)/median(old). The whole sweep is repeated with ``--replicates`` fresh pairs of
+  processes, one after the other, because a process can be a few percent (rarely 20%) slower than
+  its twin for its whole life (memory placement, which core it lands on), and no number of blocks
+  inside one pair averages that away. The verdict: *slower* when the median of all block ratios
+  exceeds 1 + ``--min-effect``, its bootstrap 95% interval lies above 1, and every replicate on its
+  own shows at least half the minimum effect (a real slowdown of the code shows in every pair of
+  processes; a placement artefact in one); *faster* symmetrically; *unchanged* otherwise.
 - without ``--against``: against a committed run (``--baseline RUN``; default the newest run on
   this device). Facts are checked exactly; timings only when the machine fingerprint (device, CPU,
   threads, torch, CUDA, cuDNN) matches the baseline's, otherwise it says it cannot judge them.
@@ -70,16 +74,20 @@ def bootstrap_interval(values: list[float], draws: int = 4000, seed: int = 0) ->
     return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
 
 
-def judge(ratios: list[float], min_effect: float) -> dict:
-    estimate = statistics.median(ratios)
-    low, high = bootstrap_interval(ratios)
-    if low > 1 and estimate >= 1 + min_effect:
+def judge(replicates: list[list[float]], min_effect: float) -> dict:
+    """Verdict on block ratios new/old, grouped by replicate (one list per pair of processes)."""
+    pooled = [ratio for ratios in replicates for ratio in ratios]
+    estimate = statistics.median(pooled)
+    low, high = bootstrap_interval(pooled)
+    per_replicate = [statistics.median(ratios) for ratios in replicates]
+    if low > 1 and estimate >= 1 + min_effect and min(per_replicate) >= 1 + min_effect / 2:
         verdict = "slower"
-    elif high < 1 and estimate <= 1 / (1 + min_effect):
+    elif high < 1 and estimate <= 1 / (1 + min_effect) and max(per_replicate) <= 1 / (1 + min_effect / 2):
         verdict = "faster"
     else:
         verdict = "unchanged"
-    return {"ratio": estimate, "ci_low": low, "ci_high": high, "verdict": verdict}
+    return {"ratio": estimate, "ci_low": low, "ci_high": high, "replicate_ratios": per_replicate,
+            "verdict": verdict}
 
 
 # --- two trees, two workers ------------------------------------------------------------------------
@@ -131,8 +139,8 @@ def worktree(ref: str):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def interleaved(old: Worker, new: Worker, spec: dict, blocks: int, rounds: int, min_effect: float,
-                mem_tolerance: float) -> dict:
+def interleaved(old: Worker, new: Worker, spec: dict, blocks: int, rounds: int) -> dict:
+    """One replicate of one configuration: alternating blocks, then peak memory on each side."""
     for worker in (old, new):
         worker.ask(cmd="prepare", spec=spec)
     ratios, old_times, new_times = [], [], []
@@ -142,32 +150,47 @@ def interleaved(old: Worker, new: Worker, spec: dict, blocks: int, rounds: int, 
         old_times += times[id(old)]
         new_times += times[id(new)]
         ratios.append(statistics.median(times[id(new)]) / statistics.median(times[id(old)]))
-    timing = judge(ratios, min_effect)
-    old_mem = statistics.median(old.ask(cmd="memory")["peak_mb"] or 0 for _ in range(3))
-    new_mem = statistics.median(new.ask(cmd="memory")["peak_mb"] or 0 for _ in range(3))
+    old_mem = [old.ask(cmd="memory")["peak_mb"] or 0 for _ in range(3)]
+    new_mem = [new.ask(cmd="memory")["peak_mb"] or 0 for _ in range(3)]
+    return {"ratios": ratios, "old_times": old_times, "new_times": new_times, "old_mem": old_mem, "new_mem": new_mem}
+
+
+def combine(spec: dict, parts: list[dict], min_effect: float, mem_tolerance: float) -> dict:
+    """The verdict of one configuration from its replicates."""
+    timing = judge([part["ratios"] for part in parts], min_effect)
+    old_mem = statistics.median(m for part in parts for m in part["old_mem"])
+    new_mem = statistics.median(m for part in parts for m in part["new_mem"])
     # CPU peak RSS rise varies between processes by tens of MB on small inputs; the CUDA allocator's
     # peak is exact. Hence the absolute margins.
     heavier = new_mem > old_mem * (1 + mem_tolerance) + (2 if spec["device"] == "cuda" else 32)
-    return {"config": label(spec), "old_ms": 1e3 * statistics.median(old_times),
-            "new_ms": 1e3 * statistics.median(new_times), **timing, "block_ratios": ratios,
+    return {"config": label(spec),
+            "old_ms": 1e3 * statistics.median(t for part in parts for t in part["old_times"]),
+            "new_ms": 1e3 * statistics.median(t for part in parts for t in part["new_times"]), **timing,
+            "block_ratios": [part["ratios"] for part in parts],
             "old_peak_mb": old_mem, "new_peak_mb": new_mem, "memory_verdict": "heavier" if heavier else "same"}
 
 
 def against_ref(args) -> dict:
+    specs = quick_specs(args.models, args.device, args.modes)
+    parts: list[list[dict]] = [[] for _ in specs]
+    fact_rows = None
     with worktree(args.against) as (tree, commit):
-        old, new = Worker(tree, args.threads), Worker(REPO, args.threads)
-        try:
-            fact_rows = facts.differences(old.ask(cmd="facts", models=args.models)["facts"],
-                                          new.ask(cmd="facts", models=args.models)["facts"])
-            timing_rows = []
-            for i, spec in enumerate(quick_specs(args.models, args.device, args.modes), 1):
-                row = interleaved(old, new, spec, args.blocks, args.rounds, args.min_effect, args.mem_tolerance)
-                print(f"[{i}] {row['config']:45s} {row['old_ms']:9.1f} -> {row['new_ms']:9.1f} ms  x{row['ratio']:.3f} "
-                      f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}] {row['verdict']}", flush=True)
-                timing_rows.append(row)
-        finally:
-            old.close()
-            new.close()
+        for replicate in range(1, args.replicates + 1):
+            old, new = Worker(tree, args.threads), Worker(REPO, args.threads)
+            try:
+                if fact_rows is None:
+                    fact_rows = facts.differences(old.ask(cmd="facts", models=args.models)["facts"],
+                                                  new.ask(cmd="facts", models=args.models)["facts"])
+                for i, spec in enumerate(specs):
+                    part = interleaved(old, new, spec, args.blocks, args.rounds)
+                    parts[i].append(part)
+                    print(f"[replicate {replicate}/{args.replicates}, {i + 1}/{len(specs)}] {label(spec):45s} "
+                          f"x{statistics.median(part['ratios']):.3f}", flush=True)
+            finally:
+                old.close()
+                new.close()
+    timing_rows = [combine(spec, spec_parts, args.min_effect, args.mem_tolerance)
+                   for spec, spec_parts in zip(specs, parts)]
     return {"mode": "against", "ref": args.against, "ref_commit": commit, "facts": fact_rows,
             "timings": timing_rows, "timings_judged": True}
 
@@ -214,11 +237,11 @@ def against_baseline(args) -> dict:
                     fact_rows.append({"model": spec["model"], "metric": metric, "before": base[metric], "after": current})
         if same_machine and key in samples:
             workload = prepare(BenchSpec(**{**spec, "input_shape": tuple(spec["input_shape"])}))
-            times = time_step(workload.step, warmup=2, rounds=args.blocks * args.rounds)
+            times = time_step(workload.step, warmup=2, rounds=args.replicates * args.blocks * args.rounds)
             old = samples[key]
             ratios = [statistics.median(random.Random(i).choices(times, k=len(times))) /
                       statistics.median(random.Random(-i).choices(old, k=len(old))) for i in range(1, 400)]
-            result = judge(ratios, args.min_effect)
+            result = judge([ratios], args.min_effect)
             result["ratio"] = statistics.median(times) / statistics.median(old)
             timing_rows.append({"config": label(spec), "old_ms": 1e3 * statistics.median(old),
                                 "new_ms": 1e3 * statistics.median(times), **result})
@@ -285,7 +308,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--update-facts", action="store_true", help="rewrite results/regress/facts.json")
     p.add_argument("--models", default="*", help="shell pattern over variant names")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--blocks", type=int, default=8, help="alternating timing blocks per configuration")
+    p.add_argument("--replicates", type=int, default=2,
+                   help="fresh pairs of worker processes, one after the other (--against)")
+    p.add_argument("--blocks", type=int, default=5, help="alternating timing blocks per configuration and replicate")
     p.add_argument("--rounds", type=int, default=3, help="timed steps per block and side")
     p.add_argument("--min-effect", type=float, default=0.10, help="smallest slowdown called a regression")
     p.add_argument("--mem-tolerance", type=float, default=0.10,

@@ -3,7 +3,8 @@
 1. False alarms: compare the unchanged tree with HEAD ``--repeats`` times; count regressions flagged.
 2. Planted slowdowns that change no output and no MAC count: ``time.sleep`` in ``UNet_3d.forward``
    sized as a fraction of the measured step; the detection rate per size.
-3. Planted extra work: ``UNet_3d.forward`` runs its output convolution twice; must be caught exactly.
+3. Planted extra work: ``UNet_3d.forward`` runs its input DoubleConv twice (same output, more MACs);
+   the facts must change.
 
 Each plant goes into a temporary worktree of HEAD, from which the comparison runs against HEAD.
 Writes results/regress/evidence.json. Usage: python suites/regress_evidence.py [--repeats 10]
@@ -20,8 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = "reference_models/unet3d.py"
-ANCHOR = "        x1 = self.in_conv(x)\n        stage_print(\"x1=\", x1)\n"
-COMPARE = ["--models", "unet3d", "--modes", "inference", "--blocks", "8", "--rounds", "3"]
+# Plants go at the start of UNet_3d.forward, before this line.
+ANCHOR = "        return self._decode(*self._encode(x, prints=True))\n"
+COMPARE = ["--models", "unet3d", "--modes", "inference"]  # replicates, blocks, rounds: the defaults
 
 
 def compare(tree: Path, extra=()) -> dict:
@@ -31,6 +33,7 @@ def compare(tree: Path, extra=()) -> dict:
     result = json.loads(out.read_text())
     timing = result["timings"][0] if result["timings"] else {}
     return {"exit": proc.returncode, "ratio": timing.get("ratio"), "ci": [timing.get("ci_low"), timing.get("ci_high")],
+            "replicate_ratios": timing.get("replicate_ratios"),
             "verdict": timing.get("verdict"), "changed_facts": [f"{f['model']} {f['metric']}" for f in result["facts"]]}
 
 
@@ -40,7 +43,7 @@ def planted_tree(code: str) -> Path:
     path = tree / TARGET
     source = path.read_text()
     assert ANCHOR in source, "the plant's anchor moved: update regress_evidence.py"
-    path.write_text("import time\n" + source.replace(ANCHOR, ANCHOR + code))
+    path.write_text("import time\n" + source.replace(ANCHOR, code + ANCHOR))
     return tree
 
 
@@ -80,15 +83,25 @@ def main() -> None:
         evidence["slowdowns"].append({"planted": fraction, "runs": runs, "caught": caught})
         print(f"planted {fraction:.0%} slowdown: caught {caught}/{len(runs)}; ratios "
               f"{[round(r['ratio'], 3) for r in runs]}", flush=True)
-    tree = planted_tree("        _ = self.out_conv(self.up4(self.up3(self.up2(self.up1(self.down4(self.down3("
-                        "self.down2(self.down1(x1)))), self.down3(self.down2(self.down1(x1)))), "
-                        "self.down2(self.down1(x1))), self.down1(x1)), x1))\n")
+    tree = planted_tree("        _ = self.in_conv(x)\n")
     try:
         evidence["extra_work"] = compare(tree)
     finally:
         remove(tree)
     print(f"planted extra work: exit {evidence['extra_work']['exit']}, changed facts "
           f"{evidence['extra_work']['changed_facts']}")
+    reliable = None  # the smallest planted size from which every size up was caught every time
+    for plant in sorted(evidence["slowdowns"], key=lambda p: -p["planted"]):
+        if plant["caught"] < len(plant["runs"]):
+            break
+        reliable = plant["planted"]
+    evidence["false_alarms"] = f"{flagged}/{args.repeats}"
+    evidence["smallest_reliably_caught"] = reliable
+    print(f"false alarms {evidence['false_alarms']}; smallest slowdown caught every time: "
+          f"{evidence['smallest_reliably_caught']}")
+    sys.path.insert(0, str(REPO))
+    from harness import environment
+    evidence["environment"] = environment.capture("cpu")
     out = REPO / "results" / "regress" / "evidence.json"
     out.write_text(json.dumps(evidence, indent=1) + "\n")
     print(f"wrote {out}")

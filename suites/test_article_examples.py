@@ -35,7 +35,7 @@ def test_stage_prints_show_the_articles_lines(name, claim):
     assert out.getvalue() == expected
 
 
-@pytest.mark.parametrize("name,limit", LIMITS, ids=[f"{n}-{l.text[:20]}" for n, l in LIMITS])
+@pytest.mark.parametrize("name,limit", LIMITS, ids=[f"{n}-{lim.text[:20]}" for n, lim in LIMITS])
 def test_article_stated_limits_fail_as_stated(name, limit):
     shape = (1, 1, 16, 16, 16)  # small: the failure is in the decoder's channels, whatever the size
     verdict = check(name, shape, limit.overrides)
