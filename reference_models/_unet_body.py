@@ -3,7 +3,23 @@
 Parametrized by the part classes (2D or 3D), registering modules in the article's order, so names,
 state_dict order and the seeded initial weights stay exactly the article's.
 """
+import torch.nn as nn
+
 from .stage_prints import stage_print
+
+
+def double_conv_layers(conv, batch_norm, in_channels, out_channels, mid_channels=None):
+    """The six layers of the article's DoubleConv (2D or 3D): (3x3 conv without bias, BN, ReLU) twice."""
+    if mid_channels is None:
+        mid_channels = out_channels
+    return (
+        conv(in_channels, mid_channels, kernel_size=3, padding=1, bias=False),
+        batch_norm(mid_channels),
+        nn.ReLU(inplace=True),
+        conv(mid_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        batch_norm(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class _UNetBody:

@@ -3,23 +3,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._unet_body import _UNetBody
+from ._unet_body import _UNetBody, double_conv_layers
 
 
 class DoubleConv(nn.Sequential):
     """(3x3 conv, BN, ReLU) twice; the convolutions have no bias."""
 
     def __init__(self, in_channels, out_channels, mid_channels=None):
-        if mid_channels is None:
-            mid_channels = out_channels
-        super().__init__(
-            nn.Conv2d(in_channels, mid_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(mid_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(mid_channels, out_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
+        super().__init__(*double_conv_layers(nn.Conv2d, nn.BatchNorm2d, in_channels, out_channels, mid_channels))
 
 
 class Down(nn.Sequential):

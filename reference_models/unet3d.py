@@ -7,23 +7,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._unet_body import _UNetBody
+from ._unet_body import _UNetBody, double_conv_layers
 
 
 class DoubleConv_3d(nn.Sequential):
     """(3x3x3 conv, BN, ReLU) twice; the convolutions have no bias."""
 
     def __init__(self, in_channels, out_channels, mid_channels=None):
-        if mid_channels is None:
-            mid_channels = out_channels
-        super().__init__(
-            nn.Conv3d(in_channels, mid_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm3d(mid_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv3d(mid_channels, out_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm3d(out_channels),
-            nn.ReLU(inplace=True),
-        )
+        super().__init__(*double_conv_layers(nn.Conv3d, nn.BatchNorm3d, in_channels, out_channels, mid_channels))
 
 
 class Down_3d(nn.Sequential):
