@@ -170,8 +170,9 @@ def run_benchmark(spec, benchmark, session: BenchSession):
     if m.error:
         session.progress(f"{position} {spec.label}: recorded as an error row: {m.error}")
         pytest.skip(f"recorded as an error row: {m.error}")
+    peak = "unavailable" if m.peak_mem_mb is None else f"{m.peak_mem_mb:.1f} MB"
     session.progress(f"{position} {spec.label}: median {m.median_ms:.1f} ms, {m.samples_per_s:.2f} samples/s, "
-                     f"peak {m.peak_mem_mb} MB")
+                     f"peak memory {peak}")
     assert m.output_shape[0] == spec.batch
     assert m.extra["output_finite"], "the output holds NaN or inf"
     assert all(t > 0 and math.isfinite(t) for t in m.times_s) and len(m.times_s) >= 1
