@@ -7,6 +7,7 @@ import torch
 
 import article_oracle
 import reference_models as rm
+from harness.counting import count_work
 
 pytestmark = pytest.mark.skipif(not article_oracle.available(),
                                 reason=f"the article is not at {article_oracle.seed_path()}")
@@ -95,6 +96,20 @@ def test_same_outputs_gradients_and_running_stats_in_train_mode(pair):
             assert torch.equal(p_ours.grad, p_theirs.grad), name
     for (name, b_ours), b_theirs in zip(ours.named_buffers(), theirs.buffers()):
         assert torch.equal(b_ours, b_theirs), name
+
+
+def test_harness_counts_the_same_work_on_the_articles_model(pair):
+    # What the bench tables report (parameters, used parameters, MACs by operator, modules never
+    # called) is what the article's own code gives.
+    ours, theirs, input_shape = pair
+    sample = torch.randn((1, *input_shape[1:]), generator=torch.Generator().manual_seed(3))
+    ours_work, theirs_work = count_work(ours, sample), silently(count_work, theirs, sample)
+    for field in ("params_total", "params_used", "macs", "macs_by_operator", "uncalled_modules"):
+        assert getattr(ours_work, field) == getattr(theirs_work, field), field
+    # Not the names of the ops fvcore cannot count: for shortcut A the article builds its zeros with
+    # the legacy torch.Tensor(...).zero_() (traced: aten::zero_), we with torch.zeros (traced: the
+    # channel arithmetic, aten::rsub). Neither does multiply-adds; one per shortcut either way.
+    assert sum(ours_work.unsupported_ops.values()) == sum(theirs_work.unsupported_ops.values())
 
 
 @pytest.mark.parametrize("class_name,section,kwargs", [
