@@ -113,7 +113,7 @@ def _batchnorm_train(n_batch, sizes, where):
 def _expect_channels(got, expected, where):
     if got != expected:
         raise _Refusal("channels" if where == "the first convolution" else "decoder-channels",
-                       f"{where} expects {expected} channels but gets {got}")
+                       f"{where} expects {expected} channel{'' if expected == 1 else 's'} but gets {got}")
 
 
 def _padded_sizes(up, skip, spatial_dims):

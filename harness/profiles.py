@@ -1,8 +1,8 @@
 """Sweep profiles: which configurations a bench run measures.
 
 - ``smoke``: one tiny point per variant and mode; the tests session runs it (each benchmark once).
-- ``cpu``: chosen when no GPU is present; small inputs, every variant, both modes, about 10 minutes
-  on 2 cores.
+- ``cpu``: chosen when no GPU is present; small inputs, every variant, both modes; about 5 minutes
+  of measuring on 2 cores.
 - ``paper``: for GPUs; the article's input sizes and larger, several batch sizes, fp32 and bf16.
 """
 from __future__ import annotations
