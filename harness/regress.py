@@ -7,10 +7,10 @@ a forward pass dispatches) are compared exactly. Timings and peak memory are com
   copied into it, so both sides are measured the same way and differ only in ``reference_models``.
   One worker process per tree; for each configuration the two are timed in alternating blocks
   (AB, BA, AB, ...) on the same machine, so drift hits both. Each block gives a ratio
-  min(new)/min(old) of its rounds (noise only adds time). The whole sweep is repeated with ``--replicates`` fresh pairs of
-  processes, one after the other, because a process can be a few percent (rarely 20%) slower than
-  its twin for its whole life (memory placement, which core it lands on), and no number of blocks
-  inside one pair averages that away. The verdict: *slower* when the median of all block ratios
+  min(new)/min(old) of its rounds (noise only adds time). The whole sweep is repeated with
+  ``--replicates`` fresh pairs of processes, one after the other, because a process can be a few
+  percent (rarely 20%) slower than its twin for its whole life (memory placement, which core it
+  lands on), and no number of blocks inside one pair averages that away. The verdict: *slower* when the median of all block ratios
   exceeds 1 + ``--min-effect``, its bootstrap 95% interval lies above 1, and every replicate on its
   own shows at least half the minimum effect (a real slowdown of the code shows in every pair of
   processes; a placement artefact in one); *faster* symmetrically; *unchanged* otherwise.
@@ -158,17 +158,19 @@ def interleaved(old: Worker, new: Worker, spec: dict, blocks: int, rounds: int) 
     return {"ratios": ratios, "old_times": old_times, "new_times": new_times, "old_mem": old_mem, "new_mem": new_mem}
 
 
+def _pooled_median(parts: list[dict], key: str) -> float:
+    return statistics.median(value for part in parts for value in part[key])
+
+
 def combine(spec: dict, parts: list[dict], min_effect: float, mem_tolerance: float) -> dict:
     """The verdict of one configuration from its replicates."""
     timing = judge([part["ratios"] for part in parts], min_effect)
-    old_mem = statistics.median(m for part in parts for m in part["old_mem"])
-    new_mem = statistics.median(m for part in parts for m in part["new_mem"])
+    old_mem, new_mem = _pooled_median(parts, "old_mem"), _pooled_median(parts, "new_mem")
     # CPU peak RSS rise varies between processes by tens of MB on small inputs; the CUDA allocator's
     # peak is exact. Hence the absolute margins.
     heavier = new_mem > old_mem * (1 + mem_tolerance) + (2 if spec["device"] == "cuda" else 32)
-    return {"config": label(spec),
-            "old_ms": 1e3 * statistics.median(t for part in parts for t in part["old_times"]),
-            "new_ms": 1e3 * statistics.median(t for part in parts for t in part["new_times"]), **timing,
+    return {"config": label(spec), "old_ms": 1e3 * _pooled_median(parts, "old_times"),
+            "new_ms": 1e3 * _pooled_median(parts, "new_times"), **timing,
             "block_ratios": [part["ratios"] for part in parts],
             "old_peak_mb": old_mem, "new_peak_mb": new_mem, "memory_verdict": "heavier" if heavier else "same"}
 

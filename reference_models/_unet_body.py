@@ -1,4 +1,4 @@
-"""The UNet encoder, decoder and their forward passes, shared by the article's three UNets.
+"""The DoubleConv layers, UNet encoder, decoder and forward passes, shared by the article's three UNets.
 
 Parametrized by the part classes (2D or 3D), registering modules in the article's order, so names,
 state_dict order and the seeded initial weights stay exactly the article's.
