@@ -6,6 +6,7 @@ A benchmark file sets ``FAMILIES`` and has a test taking the ``bench_spec`` argu
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,36 @@ def pytest_collection_modifyitems(session, config, items):
         if benchmark_session is not None and not benchmark_session.json:
             # pytest-benchmark's raw JSON goes beside results.csv; a resumed run adds benchmark.2.json...
             attempt = 1 + sum(1 for _ in run_dir.glob("benchmark*.json"))
-            benchmark_session.json = run_dir / ("benchmark.json" if attempt == 1 else f"benchmark.{attempt}.json")
+            benchmark_session.json = BenchmarkJsonPath(
+                run_dir / ("benchmark.json" if attempt == 1 else f"benchmark.{attempt}.json"))
+
+
+class BenchmarkJsonPath(os.PathLike):
+    """Where pytest-benchmark writes its JSON, in the form every version accepts.
+
+    pytest-benchmark up to 5.2.3 parses ``--benchmark-json`` with ``argparse.FileType('wb')`` and
+    writes through ``with session.json as fh``; 5.3 and later take a path and call ``open(session.json,
+    'wb')``. This is both: a path, and a context manager that opens the file only when the JSON is
+    written (so a run that measures nothing leaves no empty file).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._handle = None
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __enter__(self):
+        self._handle = self.path.open("wb")
+        return self._handle
+
+    def __exit__(self, *exc_info) -> None:
+        self._handle.close()
+        self._handle = None
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
