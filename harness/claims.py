@@ -11,15 +11,15 @@ Reports read this file; they never run models.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from . import environment
 from .envelope import check
 from .overrides import format_overrides
 from .probe import run_once
 from .registry import get_variant, list_models
+from .store.schema import RESULTS_ROOT
 
-OUTPUT = Path(__file__).resolve().parent.parent / "results" / "claims.json"
+OUTPUT = RESULTS_ROOT / "claims.json"
 SMALL = (1, 1, 16, 16, 16)
 
 

@@ -38,6 +38,29 @@ def _gpu_driver() -> str:
         return ""
 
 
+def _nvml(index: int = 0) -> dict:
+    """Clocks and power limit of the GPU at the start of the run, through NVML (nvidia-ml-py), since each
+    changes the numbers. Empty values, with the reason in ``gpu_nvml``, where NVML cannot be read."""
+    empty = {"gpu_sm_clock_mhz": "", "gpu_mem_clock_mhz": "", "gpu_power_limit_w": ""}
+    try:
+        import pynvml
+    except ImportError:
+        return {**empty, "gpu_nvml": "nvidia-ml-py not installed"}
+    try:
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            return {"gpu_sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+                    "gpu_mem_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM),
+                    "gpu_max_sm_clock_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
+                    "gpu_power_limit_w": pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000,
+                    "gpu_nvml": "ok"}
+        finally:
+            pynvml.nvmlShutdown()
+    except pynvml.NVMLError as error:
+        return {**empty, "gpu_nvml": f"NVML error: {error}"}
+
+
 def capture(device: str = "cpu") -> dict:
     """A flat dict of environment facts; every results row carries it."""
     cuda = device == "cuda" and torch.cuda.is_available()
@@ -47,6 +70,7 @@ def capture(device: str = "cpu") -> dict:
         "cuda": torch.version.cuda or "",
         "cudnn": str(torch.backends.cudnn.version() or "") if cuda else "",
         "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32) if cuda else "",
+        "matmul_tf32": bool(torch.backends.cuda.matmul.allow_tf32) if cuda else "",
         "device_name": torch.cuda.get_device_name() if cuda else _cpu_model(),
         "gpu_driver": _gpu_driver() if cuda else "",
         "cpu": _cpu_model(),
@@ -57,6 +81,7 @@ def capture(device: str = "cpu") -> dict:
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status),
         "seed": SEED,
+        **(_nvml(torch.cuda.current_device()) if cuda else {}),
     }
 
 

@@ -4,6 +4,13 @@
 - ``cpu``: chosen when no GPU is present; small inputs, every variant, both modes; about 5 minutes
   of measuring on 2 cores.
 - ``paper``: for GPUs; the article's input sizes and larger, several batch sizes, fp32 and bf16.
+
+``smoke`` has no warm-up: its rows exercise the code and are marked ``warm=False``, which keeps them
+out of tables, plots and regression baselines.
+
+The ``best`` execution preset (``--exec-mode best``) is the fastest setting the harness knows for each
+device: on CUDA, CUDA graphs (torch.compile "reduce-overhead") with bf16 autocast and channels-last;
+it is a preset, not a search, and the rows say what ran.
 """
 from __future__ import annotations
 
@@ -22,29 +29,41 @@ class Profile:
     modes: tuple[str, ...] = ("inference", "train")
     warmup: int = 1
     rounds: int = 5
+    blocks: int = 3
     description: str = ""
 
 
 PROFILES = {
-    "smoke": Profile("smoke", ((16, 2),), ((32, 2),), warmup=0, rounds=1,
+    "smoke": Profile("smoke", ((16, 2),), ((32, 2),), warmup=0, rounds=1, blocks=1,
                      description="one tiny point per variant and mode, to exercise the code"),
     "cpu": Profile("cpu", ((16, 1), (16, 2), (32, 1), (32, 2)), ((64, 1), (64, 2), (128, 1), (128, 2)),
-                   warmup=1, rounds=5,
+                   warmup=1, rounds=5, blocks=2,
                    description="small inputs for a 2-core machine without GPU"),
     "paper": Profile("paper", ((64, 1), (64, 2), (64, 4), (96, 1), (128, 1), (128, 2)),
                      ((224, 1), (224, 4), (512, 1), (512, 4)), precisions=("fp32", "bf16"),
-                     warmup=5, rounds=20, description="the article's sizes and larger, on a GPU"),
+                     warmup=5, rounds=20, blocks=5, description="the article's sizes and larger, on a GPU"),
 }
+
+
+BEST = {"cuda": dict(exec_mode="cudagraphs", precision="bf16", channels_last=True)}
 
 
 def default_profile(device: str) -> str:
     return "paper" if device == "cuda" else "cpu"
 
 
+def best_options(device: str) -> dict:
+    """The ``best`` preset's options on ``device``; raises ValueError where none is defined."""
+    if device not in BEST:
+        raise ValueError(f"--exec-mode best is defined for CUDA only (CUDA graphs + bf16 + channels-last); "
+                         f"on {device} choose eager or compile")
+    return dict(BEST[device])
+
+
 def specs(profile: str, device: str, models: str = "*", families: tuple[str, ...] | None = None,
           **options) -> list[BenchSpec]:
     """Every spec of a profile for the matching variants; ``options`` override BenchSpec fields
-    (precision, channels_last, compile, cudnn_benchmark, warmup, rounds)."""
+    (precision, channels_last, exec_mode, cudnn_benchmark, warmup, rounds, blocks)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     chosen = PROFILES[profile]
@@ -62,6 +81,6 @@ def specs(profile: str, device: str, models: str = "*", families: tuple[str, ...
                 for precision in precisions:
                     spec = BenchSpec(name, (channels,) + (size,) * variant.spatial_dims, batch, mode, device,
                                      precision, warmup=chosen.warmup, rounds=chosen.rounds,
-                                     cudnn_benchmark=device == "cuda")
+                                     blocks=chosen.blocks, cudnn_benchmark=device == "cuda")
                     result.append(replace(spec, **options))
     return result

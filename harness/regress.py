@@ -40,10 +40,14 @@ import torch
 
 from . import environment, facts
 from .registry import get_variant, list_models
+from .options import OptionError, require_device, require_fraction, require_models, require_positive
+from .options import report as report_option_error
+from .store.csvfile import read_rows
+from .store.schema import RESULTS_ROOT, RUNS_ROOT, exec_mode_of
 
 REPO = Path(__file__).resolve().parent.parent
-FACTS_SNAPSHOT = REPO / "results" / "regress" / "facts.json"
-OUT = REPO / "results" / "regress" / "latest.json"
+FACTS_SNAPSHOT = RESULTS_ROOT / "regress" / "facts.json"
+OUT = RESULTS_ROOT / "regress" / "latest.json"
 EXIT_OK, EXIT_REGRESSION, EXIT_CANNOT_JUDGE = 0, 1, 3
 
 
@@ -203,28 +207,30 @@ def against_ref(args) -> dict:
 # --- against a committed run -----------------------------------------------------------------------
 
 def _newest_run(device: str) -> Path | None:
-    runs = sorted((p for p in (REPO / "results" / "runs").glob(f"*-{device}-*") if (p / "results.csv").exists()),
+    runs = sorted((p for p in RUNS_ROOT.glob(f"*-{device}-*") if (p / "results.csv").exists()),
                   key=lambda p: p.name)
     return runs[-1] if runs else None
 
 
 def against_baseline(args) -> dict:
-    import csv
-
-    from .workload import prepare, time_step
+    from .measure.timing import time_step
+    from .measure.workload import prepare
     from .spec import BenchSpec
 
     run = Path(args.baseline) if args.baseline else _newest_run(args.device)
     if run is None or not (run / "results.csv").exists():
         return {"mode": "baseline", "cannot_judge": f"no committed run for {args.device} under results/runs/; "
                 "run `nox -s bench` and commit it, or use --against REF"}
-    rows = {(r["model"], r["input_shape"], r["batch"], r["mode"]): r for r in csv.DictReader((run / "results.csv").open())
-            if r["dtype"] == "fp32" and not r["error"]}
+    # Baselines: fp32 eager rows that measured fine after a warm-up (older runs: no warm column, a warmup count).
+    rows = {(r["model"], r["input_shape"], r["batch"], r["mode"]): r for r in read_rows(run / "results.csv").rows
+            if r["dtype"] == "fp32" and not r["error"] and exec_mode_of(r) == "eager" and r["channels_last"] != "True"
+            and r.get("warm", str(int(r.get("warmup") or 0) >= 1)) == "True"}
     samples = {}
     for line in (run / "details.jsonl").read_text().splitlines():
         d = json.loads(line)
         s = d["spec"]
-        samples[(s["model"], "x".join(map(str, s["input_shape"])), str(s["batch"]), s["mode"])] = d["times_s"]
+        samples[(s["model"], "x".join(map(str, s["input_shape"])), str(s["batch"]), s["mode"])] = d.get(
+            "latency_s", d.get("times_s"))  # synchronized steps: what the comparison times now
     baseline_env = json.loads((run / "environment.json").read_text())["environment"]
     here = environment.capture(args.device)
     same_machine = environment.fingerprint(baseline_env) == environment.fingerprint(here)
@@ -241,7 +247,7 @@ def against_baseline(args) -> dict:
                 if float(base[metric]) != float(current):
                     fact_rows.append({"model": spec["model"], "metric": metric, "before": base[metric], "after": current})
         if same_machine and key in samples:
-            workload = prepare(BenchSpec(**{**spec, "input_shape": tuple(spec["input_shape"])}))
+            workload = prepare(BenchSpec.from_record(spec))
             times = time_step(workload.step, warmup=2, rounds=args.replicates * args.blocks * args.rounds)
             old = samples[key]
             ratios = [statistics.median(random.Random(i).choices(times, k=len(times))) /
@@ -327,8 +333,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_options(args) -> None:
+    """Refuse bad options before any worker starts or model is built."""
+    require_models(args.models)
+    require_device(args.device)
+    for option in ("replicates", "blocks", "rounds", "threads"):
+        require_positive(f"--{option}", getattr(args, option))
+    require_fraction("--min-effect", args.min_effect)
+    require_fraction("--mem-tolerance", args.mem_tolerance)
+    unknown = set(args.modes) - {"inference", "train"}
+    if unknown or not args.modes:
+        raise OptionError(f"--modes takes inference, train or both separated by a comma, not "
+                          f"{','.join(args.modes)!r}. Way out: --modes inference,train.")
+    if args.baseline and not (Path(args.baseline) / "results.csv").is_file():
+        raise OptionError(f"--baseline {args.baseline}: no results.csv there. Way out: give a run folder "
+                          f"under {RUNS_ROOT}, or leave --baseline out for the newest one.")
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    try:
+        check_options(args)
+    except OptionError as error:
+        return report_option_error(error)
     if args.update_facts:
         deterministic_only(args)
         return EXIT_OK

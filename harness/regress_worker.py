@@ -14,9 +14,10 @@ import torch
 
 def main() -> None:
     from . import facts
-    from .memory import peak_memory
+    from .measure.memory import peak_memory
     from .spec import BenchSpec
-    from .workload import prepare, time_step
+    from .measure.timing import time_step
+    from .measure.workload import prepare
 
     torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads())
     workload = None
@@ -31,7 +32,7 @@ def main() -> None:
             elif cmd == "prepare":
                 spec = request["spec"]
                 workload = None
-                workload = prepare(BenchSpec(**{**spec, "input_shape": tuple(spec["input_shape"])}))
+                workload = prepare(BenchSpec.from_record(spec))
                 time_step(workload.step, warmup=request.get("warmup", 2), rounds=0)
                 reply = {"ok": True}
             elif cmd == "time":

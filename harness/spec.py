@@ -6,7 +6,7 @@ measurement keeps every timed sample, and median/IQR/throughput are computed fro
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .counting import WorkCount
@@ -14,6 +14,7 @@ from .overrides import parse_overrides
 from .registry import Shape
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+EXEC_MODES = ("eager", "compile", "cudagraphs")
 
 
 def shape_text(shape: Shape) -> str:
@@ -29,11 +30,22 @@ class BenchSpec:
     device: str = "cpu"
     precision: str = "fp32"  # fp32, or autocast to bf16/fp16
     channels_last: bool = False
-    compile: bool = False
+    exec_mode: str = "eager"  # eager | compile (torch.compile) | cudagraphs (reduce-overhead)
     cudnn_benchmark: bool = False
     overrides: str = ""  # constructor overrides as "key=value;key=value"
-    warmup: int = 1
-    rounds: int = 5
+    warmup: int = 1  # untimed steps first (on CUDA: at least; warm-up lasts until the step time settles)
+    rounds: int = 5  # latency samples: synchronized single steps
+    blocks: int = 3  # throughput samples: blocks of back-to-back steps
+
+    @classmethod
+    def from_record(cls, record: dict) -> "BenchSpec":
+        """A spec from its JSON form (details.jsonl, worker requests), older forms included."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in record.items() if k in known}
+        values["input_shape"] = tuple(record["input_shape"])
+        if "exec_mode" not in record and record.get("compile"):
+            values["exec_mode"] = "compile"
+        return cls(**values)
 
     @property
     def full_input_shape(self) -> Shape:
@@ -48,7 +60,8 @@ class BenchSpec:
         """Readable id, used for pytest ids and progress lines."""
         parts = [self.model, shape_text(self.input_shape), f"b{self.batch}", self.mode, self.device,
                  self.precision]
-        parts += [flag for flag, on in (("cl", self.channels_last), ("compiled", self.compile)) if on]
+        parts += ["cl"] if self.channels_last else []
+        parts += [self.exec_mode] if self.exec_mode != "eager" else []
         parts += [self.overrides] if self.overrides else []
         return "-".join(parts)
 
@@ -56,13 +69,36 @@ class BenchSpec:
     def key(self) -> tuple:
         """What makes two rows the same configuration (for resuming a sweep)."""
         return (self.model, self.overrides, shape_text(self.input_shape), self.batch, self.mode,
-                self.device, self.precision, self.channels_last, self.compile)
+                self.device, self.precision, self.channels_last, self.exec_mode)
+
+
+def _quantile_ms(times_s, q: float) -> float | None:
+    if not times_s:
+        return None
+    if len(times_s) == 1:
+        return 1e3 * times_s[0]
+    cuts = statistics.quantiles(times_s, n=100, method="inclusive")
+    return 1e3 * (statistics.median(times_s) if q == 0.5 else cuts[round(q * 100) - 1])
 
 
 @dataclass(frozen=True)
 class Measurement:
+    """Raw samples of one configuration; every statistic is derived from them.
+
+    ``latency_s``: synchronized single steps. ``block_s``: blocks of ``block_steps`` steps issued back to
+    back with one synchronization each. ``step_flop``: FLOPs of one timed step (FlopCounterMode, whole
+    batch, backward included in training). ``peak_tflops``: the device's measured matmul peak for the
+    precision. ``setup_s``: the first call on its own (compile, capture, autotuning, lazy init).
+    """
+
     spec: BenchSpec
-    times_s: tuple[float, ...] = ()
+    latency_s: tuple[float, ...] = ()
+    block_s: tuple[float, ...] = ()
+    block_steps: int = 0
+    setup_s: float | None = None
+    warmup_steps: int = 0
+    step_flop: int | None = None
+    peak_tflops: float | None = None
     peak_mem_mb: float | None = None
     peak_reserved_mb: float | None = None
     work: WorkCount | None = None
@@ -72,16 +108,48 @@ class Measurement:
     extra: dict = field(default_factory=dict, hash=False)
 
     @property
-    def median_ms(self) -> float | None:
-        return 1e3 * statistics.median(self.times_s) if self.times_s else None
+    def warm(self) -> bool:
+        """The timed steps came after at least one untimed step (and so after compilation or capture)."""
+        return self.warmup_steps >= 1
 
     @property
-    def iqr_ms(self) -> float | None:
-        if len(self.times_s) < 2:
-            return 0.0 if self.times_s else None
-        q1, _, q3 = statistics.quantiles(self.times_s, n=4, method="inclusive")
+    def latency_ms(self) -> float | None:
+        return _quantile_ms(self.latency_s, 0.5)
+
+    @property
+    def latency_iqr_ms(self) -> float | None:
+        if len(self.latency_s) < 2:
+            return 0.0 if self.latency_s else None
+        q1, _, q3 = statistics.quantiles(self.latency_s, n=4, method="inclusive")
         return 1e3 * (q3 - q1)
 
     @property
+    def latency_p90_ms(self) -> float | None:
+        return _quantile_ms(self.latency_s, 0.9)
+
+    @property
+    def step_ms(self) -> float | None:
+        """Throughput time per step: the median block over its steps."""
+        if not self.block_s or not self.block_steps:
+            return None
+        return 1e3 * statistics.median(self.block_s) / self.block_steps
+
+    @property
     def samples_per_s(self) -> float | None:
-        return self.spec.batch / (self.median_ms / 1e3) if self.median_ms else None
+        return self.spec.batch / (self.step_ms / 1e3) if self.step_ms else None
+
+    @property
+    def step_gflop(self) -> float | None:
+        return None if self.step_flop is None else self.step_flop / 1e9
+
+    @property
+    def achieved_tflops(self) -> float | None:
+        if self.step_flop is None or not self.step_ms:
+            return None
+        return self.step_flop / (self.step_ms / 1e3) / 1e12
+
+    @property
+    def mfu(self) -> float | None:
+        if self.achieved_tflops is None or not self.peak_tflops:
+            return None
+        return self.achieved_tflops / self.peak_tflops

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,12 @@ import torch
 
 from harness import environment
 from harness.measure import WorkCache, find_max_batch, measure
-from harness.profiles import PROFILES, default_profile, specs
-from harness.store import RUNS_ROOT, RunStore, new_run_id
+from harness.measure.timing import time_step
+from harness.options import (OptionError, require_cuda_for, require_device, require_models, require_new_run,
+                             require_positive, require_run)
+from harness.profiles import PROFILES, best_options, default_profile, specs
+from harness.store.schema import RUNS_ROOT
+from harness.store.writer import RunStore, new_run_id
 
 
 def pytest_addoption(parser):
@@ -26,14 +31,22 @@ def pytest_addoption(parser):
     group.addoption("--models", default="*", help="shell pattern over variant names, e.g. 'unet3d*'")
     group.addoption("--precision", choices=("fp32", "bf16", "fp16"), help="only this precision")
     group.addoption("--channels-last", action="store_true", help="channels-last (3D) memory format")
-    group.addoption("--compile", action="store_true", help="torch.compile the model")
+    group.addoption("--exec-mode", choices=("eager", "compile", "cudagraphs", "best"),
+                    help="eager (default); compile: torch.compile; cudagraphs: CUDA graphs through torch.compile "
+                    "mode reduce-overhead (CUDA only); best: the fastest preset for the device (CUDA: cudagraphs, "
+                    "bf16, channels-last)")
+    group.addoption("--compile", action="store_true", help="the same as --exec-mode compile")
     group.addoption("--no-cudnn-benchmark", action="store_true", help="cudnn.benchmark off on CUDA")
-    group.addoption("--rounds", type=int, help="timed rounds per configuration")
-    group.addoption("--warmup", type=int, help="untimed warm-up rounds per configuration")
+    group.addoption("--rounds", type=int, help="latency samples (synchronized single steps) per configuration")
+    group.addoption("--blocks", type=int, help="throughput samples (blocks of back-to-back steps) per configuration")
+    group.addoption("--warmup", type=int, help="untimed warm-up steps per configuration (CUDA: at least; "
+                    "warm-up goes on until the step time settles)")
     group.addoption("--threads", type=int, help="torch.set_num_threads (CPU)")
     group.addoption("--find-max-batch", action="store_true", help="also find the largest batch that fits (CUDA)")
     group.addoption("--run-id", help="name of the run directory under --runs-root (default: time-device-profile)")
     group.addoption("--resume", metavar="RUN_ID", help="continue a run: skip configurations it already has")
+    group.addoption("--resume-mixed", action="store_true", help="resume even where the device, profile, "
+                    "precision or machine differ from the run's first attempt (rows then are not comparable)")
     group.addoption("--runs-root", help=f"where runs go (default {RUNS_ROOT}; a temporary folder when "
                     "benchmarks are disabled)")
 
@@ -48,19 +61,75 @@ def _profile(config) -> str:
     return "smoke" if config.getoption("benchmark_disable") else default_profile(_device(config))
 
 
+def _exec_mode(config) -> str:
+    return config.getoption("--exec-mode") or ("compile" if config.getoption("--compile") else "eager")
+
+
 def bench_specs(config, families) -> list:
     options = dict(precision=config.getoption("--precision"), rounds=config.getoption("--rounds"),
-                   warmup=config.getoption("--warmup"))
+                   warmup=config.getoption("--warmup"), blocks=config.getoption("--blocks"))
     if config.getoption("--channels-last"):
         options["channels_last"] = True
-    if config.getoption("--compile"):
-        options["compile"] = True
+    exec_mode = _exec_mode(config)
+    if exec_mode == "best":
+        options.update(best_options(_device(config)))
+    else:
+        options["exec_mode"] = exec_mode
     if config.getoption("--no-cudnn-benchmark"):
         options["cudnn_benchmark"] = False
     return specs(_profile(config), _device(config), config.getoption("--models"), families, **options)
 
 
+def _runs_root(config) -> Path:
+    return Path(config.getoption("--runs-root") or RUNS_ROOT)
+
+
+def run_options(config) -> dict:
+    """The options a run records in environment.json, and compares when it is resumed."""
+    return {"device": _device(config), "profile": _profile(config), "models": config.getoption("--models"),
+            "precision": config.getoption("--precision") or "profile", "rounds": config.getoption("--rounds"),
+            "warmup": config.getoption("--warmup"), "blocks": config.getoption("--blocks"),
+            "channels_last": config.getoption("--channels-last"), "exec_mode": _exec_mode(config),
+            "cudnn_benchmark": not config.getoption("--no-cudnn-benchmark"),
+            "threads": config.getoption("--threads") or torch.get_num_threads()}
+
+
+def check_options(config) -> None:
+    """Refuse bad options before anything is built or written (pytest_configure runs before collection)."""
+    device = config.getoption("--device")
+    if device:
+        require_device(device)
+    require_models(config.getoption("--models"))
+    require_positive("--rounds", config.getoption("--rounds"))
+    require_positive("--blocks", config.getoption("--blocks"))
+    require_positive("--warmup", config.getoption("--warmup"), allow_zero=True)
+    require_positive("--threads", config.getoption("--threads"))
+    if _exec_mode(config) in ("cudagraphs", "best"):
+        require_cuda_for(f"--exec-mode {_exec_mode(config)}", _device(config), "CUDA graphs capture GPU kernels")
+    if config.getoption("--find-max-batch"):
+        require_cuda_for("--find-max-batch", _device(config), "on the CPU running out of memory ends the "
+                         "process instead of raising, so the largest batch cannot be searched for")
+    if config.getoption("benchmark_disable"):
+        return  # rows go to a temporary folder: no run under --runs-root is read or written
+    root, resume, run_id = _runs_root(config), config.getoption("--resume"), config.getoption("--run-id")
+    if resume and run_id and run_id != resume:
+        raise OptionError(f"--run-id {run_id!r} and --resume {resume!r} name two runs. Way out: give only --resume.")
+    if resume:
+        store = RunStore(require_run(root, resume), create=False)
+        conflicts = store.resume_conflicts(environment.capture(_device(config)), run_options(config))
+        if conflicts and not config.getoption("--resume-mixed"):
+            raise OptionError(f"--resume {resume!r} would mix rows that are not comparable with the run's "
+                              f"first attempt ({'; '.join(conflicts)}). Way out: resume with the same options "
+                              f"on the same machine, start a new run, or add --resume-mixed to mix them anyway.")
+    elif run_id:
+        require_new_run(root, run_id)
+
+
 def pytest_configure(config):
+    try:
+        check_options(config)
+    except OptionError as error:
+        pytest.exit(f"error: {error}", returncode=2)
     if config.getoption("--threads"):
         torch.set_num_threads(config.getoption("--threads"))
     config._harness_session = None
@@ -78,10 +147,16 @@ def pytest_collection_modifyitems(session, config, items):
     config._harness_run_dir = None
     if config._harness_total and not config.getoption("benchmark_disable"):
         resume = config.getoption("--resume")
-        root = Path(config.getoption("--runs-root") or RUNS_ROOT)
-        run_dir = root / (resume or config.getoption("--run-id") or new_run_id(_device(config), _profile(config)))
+        run_dir = _runs_root(config) / (resume or config.getoption("--run-id")
+                                        or new_run_id(_device(config), _profile(config)))
         run_dir.mkdir(parents=True, exist_ok=True)
         config._harness_run_dir = run_dir
+        if resume:
+            torn = RunStore(run_dir).prepare_resume()
+            if torn:
+                config.pluginmanager.get_plugin("terminalreporter").write_line(
+                    f"warning: {run_dir / 'results.csv'} ended in a torn record (the run was interrupted "
+                    f"mid-write); dropped it, and its configuration is measured again: {torn[:80]!r}")
         benchmark_session = getattr(config, "_benchmarksession", None)
         if benchmark_session is not None and not benchmark_session.json:
             # pytest-benchmark's raw JSON goes beside results.csv; a resumed run adds benchmark.2.json...
@@ -118,6 +193,12 @@ class BenchmarkJsonPath(os.PathLike):
         self._handle = None
 
 
+def pytest_sessionfinish(session):
+    bench = getattr(session.config, "_harness_session", None)
+    if bench is not None and bench.work_cache.peaks.measured():
+        bench.store.note(peak_tflops=bench.work_cache.peaks.measured())
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["harness_environment"] = environment.capture(_device(config))
 
@@ -131,8 +212,7 @@ class BenchSession:
         run_dir = config._harness_run_dir or tmp_root / new_run_id(_device(config), _profile(config))
         self.store = RunStore(run_dir)
         self.env = environment.capture(_device(config))
-        self.store.write_environment(self.env, profile=_profile(config), models=config.getoption("--models"),
-                                     resumed=bool(resume))
+        self.store.write_environment(self.env, **run_options(config), resumed=bool(resume))
         self.done = self.store.completed_keys() if resume else set()
         self.find_max_batch = config.getoption("--find-max-batch")
         self.work_cache = WorkCache()
@@ -161,20 +241,14 @@ def bench_session(request, tmp_path_factory):
 
 
 def pedantic_timer(benchmark):
-    """Time with pytest-benchmark (its JSON then holds the same rounds) while keeping the raw samples;
-    under --benchmark-disable it calls the step once, and that one call is the sample."""
-    import time
+    """Latency samples through pytest-benchmark (its JSON then holds the same rounds), each taken by the
+    harness's own loop (``time_step``, one synchronized step); under --benchmark-disable pytest-benchmark
+    calls it once, and that one call is the sample."""
 
     def timer(step, warmup, rounds):
         samples = []
-
-        def timed():
-            start = time.perf_counter()
-            result = step()
-            samples.append(time.perf_counter() - start)
-            return result
-
-        benchmark.pedantic(timed, rounds=rounds, warmup_rounds=warmup, iterations=1)
+        benchmark.pedantic(lambda: samples.extend(time_step(step, 0, 1)), rounds=rounds, warmup_rounds=warmup,
+                           iterations=1)
         return tuple(samples[-rounds:])
 
     return timer
@@ -189,11 +263,11 @@ def run_benchmark(spec, benchmark, session: BenchSession):
     session.progress(f"{position} {spec.label} ...")
     m = measure(spec, pedantic_timer(benchmark), session.work_cache)
     if session.find_max_batch and not m.error:
-        m = type(m)(**{**m.__dict__, "max_batch": find_max_batch(spec)})
+        m = replace(m, max_batch=find_max_batch(spec))
     row = session.store.append(m, session.env)
-    benchmark.extra_info.update({k: row[k] for k in ("model", "input_shape", "batch", "mode", "dtype",
-                                                      "peak_mem_mb", "gmacs", "params_total", "params_used",
-                                                      "error")})
+    benchmark.extra_info.update({k: row[k] for k in ("model", "input_shape", "batch", "mode", "dtype", "exec_mode",
+                                                      "warm", "step_ms", "samples_per_s", "peak_mem_mb", "gmacs",
+                                                      "step_gflop", "mfu", "params_total", "params_used", "error")})
     if m.work:
         benchmark.extra_info["macs_by_operator"] = m.work.macs_by_operator
         benchmark.extra_info["uncalled_modules"] = list(m.work.uncalled_modules)
@@ -201,9 +275,11 @@ def run_benchmark(spec, benchmark, session: BenchSession):
         session.progress(f"{position} {spec.label}: recorded as an error row: {m.error}")
         pytest.skip(f"recorded as an error row: {m.error}")
     peak = "unavailable" if m.peak_mem_mb is None else f"{m.peak_mem_mb:.1f} MB"
-    session.progress(f"{position} {spec.label}: median {m.median_ms:.1f} ms, {m.samples_per_s:.2f} samples/s, "
-                     f"peak memory {peak}")
+    cold = "" if m.warm else " (no warm-up: not a measurement)"
+    session.progress(f"{position} {spec.label}: latency {m.latency_ms:.1f} ms, throughput {m.step_ms:.1f} ms/step "
+                     f"= {m.samples_per_s:.2f} samples/s, peak memory {peak}{cold}")
     assert m.output_shape[0] == spec.batch
     assert m.extra["output_finite"], "the output holds NaN or inf"
-    assert all(t > 0 and math.isfinite(t) for t in m.times_s) and len(m.times_s) >= 1
+    samples = m.latency_s + m.block_s
+    assert all(t > 0 and math.isfinite(t) for t in samples) and len(m.latency_s) >= 1 and len(m.block_s) >= 1
     return m

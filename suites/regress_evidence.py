@@ -55,7 +55,8 @@ def remove(tree: Path) -> None:
 
 def step_ms() -> float:
     from harness.spec import BenchSpec
-    from harness.workload import prepare, time_step
+    from harness.measure.timing import time_step
+    from harness.measure.workload import prepare
     workload = prepare(BenchSpec("unet3d", (1, 16, 16, 16), 1, "inference"))
     return 1e3 * statistics.median(time_step(workload.step, warmup=2, rounds=15))
 

@@ -9,14 +9,14 @@ from harness.report.__main__ import build
 from harness.report.load import load_results
 from harness.report.tables import comparison
 from harness.spec import BenchSpec
-from harness.store import RunStore
+from harness.store.writer import RunStore
 
 
 def _sweep(run_dir, models):
     store, env = RunStore(run_dir), capture()
     for model, shape in models:
         for mode in ("inference", "train"):
-            store.append(measure(BenchSpec(model, shape, 2, mode, warmup=0, rounds=2)), env)
+            store.append(measure(BenchSpec(model, shape, 2, mode, warmup=1, rounds=2, blocks=1)), env)
 
 
 @pytest.fixture(scope="module")

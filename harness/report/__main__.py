@@ -10,7 +10,10 @@ import re
 from pathlib import Path
 
 from . import plots, reproduction, tables
-from .load import RESULTS, load_results, variant_order
+from ..store.schema import RESULTS_ROOT as RESULTS
+from ..options import OptionError
+from ..options import report as report_option_error
+from .load import load_results, result_files, variant_order
 
 README = RESULTS.parent / "README.md"
 MARKERS = ("<!-- comparison:start -->", "<!-- comparison:end -->")
@@ -81,14 +84,20 @@ def build(paths=None, out: Path = RESULTS / "report") -> list[Path]:
     return written
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__)
     parser.add_argument("runs", nargs="*", help="run folders or results.csv files (default: results/runs/*)")
     parser.add_argument("--out", type=Path, default=RESULTS / "report")
     args = parser.parse_args(argv)
+    try:
+        result_files(args.runs)
+    except FileNotFoundError as missing:
+        return report_option_error(OptionError(f"{missing.args[0]}. Way out: give run folders under "
+                                               f"results/runs/ (or results.csv files), or none for all of them."))
     for path in build(args.runs, args.out):
         print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

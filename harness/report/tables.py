@@ -29,10 +29,11 @@ def _elements(shape: str) -> int:
 
 
 def comparison(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (device, device_name, dtype, spatial_dims, model) at that group's reference point."""
+    """One row per (device, device_name, dtype, execution, spatial_dims, model) at that group's reference
+    point. Throughput (samples/s) comes from back-to-back steps, latency from synchronized single steps."""
     rows = []
-    for (device, device_name, dtype, spatial_dims), group in df.groupby(
-            ["device", "device_name", "dtype", "spatial_dims"], sort=True):
+    for (device, device_name, dtype, exec_mode, channels_last, spatial_dims), group in df.groupby(
+            ["device", "device_name", "dtype", "exec_mode", "channels_last", "spatial_dims"], sort=True):
         point = reference_point(group)
         if point is None:
             continue
@@ -46,12 +47,15 @@ def comparison(df: pd.DataFrame) -> pd.DataFrame:
             inf, train = inf.iloc[0], train.iloc[0]
             rows.append({
                 "device": device, "device_name": device_name, "dtype": dtype, "spatial_dims": spatial_dims,
+                "exec_mode": exec_mode, "channels_last": channels_last,
                 "model": inf["model"], "model_order": model, "input_shape": shape, "batch": batch,
                 "params_m": inf["params_total"] / 1e6, "params_used_m": inf["params_used"] / 1e6,
                 "gmacs": inf["gmacs"],
-                "inference_samples_per_s": inf["samples_per_s"], "inference_ms": inf["median_ms"],
-                "inference_iqr_ms": inf["iqr_ms"], "train_samples_per_s": train["samples_per_s"],
-                "train_ms": train["median_ms"], "train_iqr_ms": train["iqr_ms"],
+                "inference_samples_per_s": inf["samples_per_s"], "inference_ms": inf["latency_ms"],
+                "inference_iqr_ms": inf["latency_iqr_ms"], "train_samples_per_s": train["samples_per_s"],
+                "train_ms": train["latency_ms"], "train_iqr_ms": train["latency_iqr_ms"],
+                "train_step_gflop": train["step_gflop"], "train_tflops": train["achieved_tflops"],
+                "train_mfu": train["mfu"],
                 "inference_peak_mb": inf["peak_mem_mb"], "train_peak_mb": train["peak_mem_mb"],
                 "memory_kind": inf["memory_kind"],
                 "run_id": inf["run_id"], "git_commit": inf["git_commit"], "torch": inf["torch"],
@@ -60,10 +64,11 @@ def comparison(df: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if table.empty:
         return table
+    setting = ["device_name", "dtype", "exec_mode", "channels_last"]
     for column, ratio in [("inference_samples_per_s", "x_inference"), ("train_samples_per_s", "x_train"),
                           ("gmacs", "x_gmacs"), ("train_peak_mb", "x_train_mem")]:
-        base = table[table["model"] == BASELINE].set_index(["device_name", "dtype"])[column]
-        keys = list(zip(table["device_name"], table["dtype"]))
+        base = table[table["model"] == BASELINE].set_index(setting)[column]
+        keys = list(table[setting].itertuples(index=False, name=None))
         table[ratio] = [row / base.get(key, float("nan")) if sd == 3 else float("nan")
                         for row, key, sd in zip(table[column], keys, table["spatial_dims"])]
     return table
@@ -73,7 +78,8 @@ DISPLAY = {
     "model": "Variant", "input_shape": "Input (C×D×H×W)", "batch": "Batch", "params_m": "Params (M)",
     "params_used_m": "Used params (M)", "gmacs": "GMACs/sample", "inference_samples_per_s": "Inference (samples/s)",
     "inference_latency": "Inference latency, ms (IQR)", "train_samples_per_s": "Train (samples/s)",
-    "train_latency": "Train step, ms (IQR)", "inference_peak_mb": "Peak mem. inference (MB)",
+    "train_latency": "Train step latency, ms (IQR)", "train_step_gflop": "Train GFLOP/step",
+    "train_tflops": "Train TFLOP/s", "train_mfu": "Train MFU (%)", "inference_peak_mb": "Peak mem. inference (MB)",
     "train_peak_mb": "Peak mem. train (MB)", "x_inference": "× inference vs unet3d",
     "x_train": "× train vs unet3d", "x_gmacs": "× GMACs vs unet3d",
 }
@@ -89,12 +95,21 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
         "inference_latency": [f"{m:.1f} ({q:.1f})" for m, q in zip(group["inference_ms"], group["inference_iqr_ms"])],
         "train_samples_per_s": group["train_samples_per_s"].map("{:.2f}".format),
         "train_latency": [f"{m:.1f} ({q:.1f})" for m, q in zip(group["train_ms"], group["train_iqr_ms"])],
+        "train_step_gflop": group["train_step_gflop"].map(_number("{:.1f}")),
+        "train_tflops": group["train_tflops"].map(_number("{:.3g}")),
+        "train_mfu": (100 * group["train_mfu"]).map(_number("{:.1f}")),
         "inference_peak_mb": group["inference_peak_mb"].map("{:.0f}".format),
         "train_peak_mb": group["train_peak_mb"].map("{:.0f}".format),
         "x_inference": group["x_inference"].map(_ratio), "x_train": group["x_train"].map(_ratio),
         "x_gmacs": group["x_gmacs"].map(_ratio),
     })
+    if group["train_step_gflop"].isna().all():  # runs from before FLOPs per step were counted
+        out = out.drop(columns=["train_step_gflop", "train_tflops", "train_mfu"])
     return out.rename(columns=DISPLAY).reset_index(drop=True)
+
+
+def _number(form: str):
+    return lambda value: "" if pd.isna(value) else form.format(value)
 
 
 def _ratio(value) -> str:
@@ -102,17 +117,20 @@ def _ratio(value) -> str:
 
 
 def groups(table: pd.DataFrame):
-    """(title, footnote, rows) per device and precision, 3D before 2D."""
-    for (device_name, dtype), group in table.groupby(["device_name", "dtype"], sort=True):
+    """(title, footnote, rows) per device, precision and execution setting, 3D before 2D."""
+    for (device_name, dtype, exec_mode, channels_last), group in table.groupby(
+            ["device_name", "dtype", "exec_mode", "channels_last"], sort=True):
         group = group.sort_values(["spatial_dims", "model_order"], ascending=[False, True], kind="stable")
         first = group.iloc[0]
         memory = ("CUDA peak allocated" if first["memory_kind"] == "cuda_allocated"
                   else "rise of process peak RSS during the step")
-        title = f"{first['device'].upper()}: {device_name}, {dtype}"
+        title = f"{first['device'].upper()}: {device_name}, {dtype}, {exec_mode}{', channels-last' if channels_last else ''}"
         runs = ", ".join(sorted(group["run_id"].unique()))
         footnote = (f"Measured on {device_name} ({first['device']}), torch {first['torch']}"
                     f"{', CUDA ' + first['cuda'] if first['cuda'] else ''}, {int(first['threads'])} threads, "
-                    f"commit {first['git_commit'][:10]}; run {runs}. Latency is the median with the "
-                    f"interquartile range; memory is the {memory}; GMACs are multiply-adds per sample "
+                    f"commit {first['git_commit'][:10]}; run {runs}. Throughput (samples/s) is from steps issued "
+                    f"back to back; latency is the median synchronized step with the interquartile range; "
+                    f"MFU is achieved FLOP/s over this machine's measured matmul peak; memory is the {memory}; "
+                    f"GMACs are multiply-adds per sample "
                     f"(FLOPs = 2 × MACs). Ratios compare 3D variants with unet3d at the same point.")
         yield title, footnote, group

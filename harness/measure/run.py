@@ -1,35 +1,59 @@
-"""One spec in, one Measurement out: envelope check, time, peak memory, work count.
+"""One spec in, one Measurement out: envelope check, warm-up, latency, throughput, peak memory, work.
 
 Failures are rows: a configuration outside the envelope, out of memory or raising is returned as a
 Measurement with ``error`` set, so a sweep records it and goes on.
 """
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 from typing import Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from .counting import WorkCount, count_work
-from .envelope import check
+from ..counting import WorkCount, count_work
+from ..envelope import check
+from ..spec import BenchSpec, Measurement
 from .memory import peak_memory
-from .spec import BenchSpec, Measurement
-from .workload import prepare, time_step
+from .peak import PeakCache
+from .timing import block_steps, time_blocks, time_step, warm_up
+from .workload import prepare
 
 Timer = Callable[[Callable[[], object], int, int], tuple]  # (step, warmup, rounds) -> raw seconds
 
 
+def step_flops(spec: BenchSpec) -> int:
+    """FLOPs of one timed step (FlopCounterMode: forward, plus loss and backward in training; the SGD
+    update is elementwise and FlopCounterMode counts none of it), on the meta device: exact and free."""
+    workload = prepare(spec, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        workload.run()
+    return counter.get_total_flops()
+
+
 class WorkCache:
-    """Work counts depend on model, settings and one sample's shape only: count each once per run."""
+    """Work depends on model, settings and shapes only: count each once per run. fvcore MACs per
+    (model, overrides, sample shape); step FLOPs per (the same, batch, mode)."""
 
     def __init__(self):
         self._counts: dict[tuple, WorkCount] = {}
+        self._flops: dict[tuple, int | None] = {}
+        self.peaks = PeakCache()
 
     def get(self, spec: BenchSpec, workload) -> WorkCount:
         key = (spec.model, spec.overrides, spec.input_shape)
         if key not in self._counts:
             self._counts[key] = count_work(workload.model, workload.sample)
         return self._counts[key]
+
+    def flops(self, spec: BenchSpec) -> int | None:
+        key = (spec.model, spec.overrides, spec.input_shape, spec.batch, spec.mode)
+        if key not in self._flops:
+            try:
+                self._flops[key] = step_flops(spec)
+            except (RuntimeError, NotImplementedError):  # shortcut A builds tensors on the CPU: no meta run
+                self._flops[key] = None
+        return self._flops[key]
 
 
 def refusal(spec: BenchSpec) -> str:
@@ -45,15 +69,22 @@ def _first_line(error: BaseException) -> str:
 
 
 def measure(spec: BenchSpec, timer: Timer = time_step, work_cache: WorkCache | None = None) -> Measurement:
+    """``timer`` takes the latency samples (the pytest plugin passes pytest-benchmark's pedantic mode)."""
     error = refusal(spec)
     if error:
         return Measurement(spec, error=error)
+    cache = work_cache or WorkCache()
     workload = None
     try:
         workload = prepare(spec)
-        times = timer(workload.step, spec.warmup, spec.rounds)
+        warm = warm_up(workload.step, spec.warmup, spec.device)
+        latency = timer(workload.step, 0, spec.rounds)
+        steps = block_steps(min(latency))
+        blocks = time_blocks(workload.run, steps, spec.blocks, spec.device)
         output, peak, reserved, memory_kind = peak_memory(workload.step, spec.device)
-        work = (work_cache or WorkCache()).get(spec, workload)
+        work = cache.get(spec, workload)
+        flop = cache.flops(spec)
+        peak_tflops = cache.peaks.get(spec.device, spec.precision)
         finite = bool(torch.isfinite(output.float()).all())
     except torch.OutOfMemoryError as oom:
         return Measurement(spec, error=f"out of memory: {_first_line(oom)}")
@@ -63,8 +94,9 @@ def measure(spec: BenchSpec, timer: Timer = time_step, work_cache: WorkCache | N
         del workload
         if spec.device == "cuda":
             torch.cuda.empty_cache()
-    return Measurement(spec, tuple(times), peak, reserved, work, tuple(output.shape),
-                       extra={"memory_kind": memory_kind, "output_finite": finite})
+    return Measurement(spec, tuple(latency), tuple(blocks), steps, warm.setup_s, warm.steps, flop, peak_tflops,
+                       peak, reserved, work, tuple(output.shape),
+                       extra={"memory_kind": memory_kind, "output_finite": finite, "settled": warm.settled})
 
 
 def find_max_batch(spec: BenchSpec, limit: int = 4096) -> int | None:
@@ -75,7 +107,7 @@ def find_max_batch(spec: BenchSpec, limit: int = 4096) -> int | None:
                          "rather than raising; drop the option on CPU")
 
     def fits(batch: int) -> bool:
-        trial = BenchSpec(**{**spec.__dict__, "batch": batch, "warmup": 0, "rounds": 1})
+        trial = replace(spec, batch=batch, warmup=0, rounds=1)
         if refusal(trial):
             return False
         try:
@@ -97,7 +129,3 @@ def find_max_batch(spec: BenchSpec, limit: int = 4096) -> int | None:
         mid = (low + high) // 2
         low, high = (mid, high) if fits(mid) else (low, mid)
     return low
-
-
-def is_finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,99 @@
+"""A ready-to-time step for a spec: the model on its device, inputs, and the step in two forms.
+
+``run`` issues one step and returns without waiting (CUDA runs asynchronously): what a training or
+inference loop does, and what throughput blocks repeat. ``step`` is ``run`` plus a synchronization, so
+a host timer around it measures the GPU work: what latency samples time.
+
+Execution modes: ``eager``; ``compile`` (``torch.compile``, default mode); ``cudagraphs`` (CUDA graphs
+through ``torch.compile(mode="reduce-overhead")``: the model's forward and, in training, its backward are
+captured; the optimizer step runs eagerly). Compilation and capture happen in the first calls, which
+the warm-up times on their own and never inside timed rounds.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..environment import SEED
+from ..probe import build
+from ..registry import get_variant
+from ..spec import BenchSpec
+from .timing import synchronize
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+COMPILE_MODES = {"eager": None, "compile": "default", "cudagraphs": "reduce-overhead"}
+
+
+@dataclass
+class Workload:
+    spec: BenchSpec
+    model: torch.nn.Module
+    run: Callable[[], torch.Tensor]  # one inference or training step, not synchronized
+    step: Callable[[], torch.Tensor]  # the same, synchronized
+    sample: torch.Tensor  # one sample (batch 1), for counting
+
+
+def _autocast(spec: BenchSpec, device: str):
+    if spec.precision == "fp32" or device == "meta":  # meta counts work only: precision changes no FLOPs
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=AUTOCAST_DTYPES[spec.precision])
+
+
+def _inputs(spec: BenchSpec, device: str):
+    if device == "meta":
+        return torch.empty(spec.full_input_shape, device="meta"), None
+    generator = torch.Generator(device=device).manual_seed(SEED)
+    return torch.randn(spec.full_input_shape, device=device, generator=generator), generator
+
+
+def prepare(spec: BenchSpec, device: str | None = None) -> Workload:
+    """Build everything the timed step needs; nothing here is timed. ``device="meta"`` gives the same
+    step on the meta device, where it costs nothing (for counting its FLOPs)."""
+    device = device or spec.device
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device cuda requested but torch.cuda.is_available() is False")
+        torch.backends.cudnn.benchmark = spec.cudnn_benchmark
+    variant = get_variant(spec.model)
+    model = build(spec.model, spec.constructor_overrides, device, seed=SEED)
+    x, generator = _inputs(spec, device)
+    sample = x[:1].clone()
+    if spec.channels_last and device != "meta":
+        memory_format = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+        model = model.to(memory_format=memory_format)
+        x = x.contiguous(memory_format=memory_format)
+    mode = COMPILE_MODES[spec.exec_mode] if device != "meta" else None
+    runnable = torch.compile(model, mode=mode) if mode else model
+
+    if spec.mode == "inference":
+        model.eval()
+
+        def run():
+            with torch.inference_mode(), _autocast(spec, device):
+                return runnable(x)
+    else:
+        model.train()
+        num_classes = variant.constructor_args(**spec.constructor_overrides)["num_classes"]
+        target_shape = (spec.batch,) if variant.family == "resnet3d" else (spec.batch, *spec.input_shape[1:])
+        target = torch.randint(0, num_classes, target_shape, device=device, generator=generator)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+        criterion = torch.nn.CrossEntropyLoss()
+
+        def run():
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(spec, device):
+                out = runnable(x)
+                loss = criterion(out.float(), target)
+            loss.backward()
+            optimizer.step()
+            return out.detach()
+
+    def step():
+        out = run()
+        synchronize(device)
+        return out
+
+    return Workload(spec, model, run, step, sample)

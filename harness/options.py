@@ -1,0 +1,79 @@
+"""Option checks shared by every entry point: each refuses a bad value before any model is built, with
+one paragraph naming the problem and the way out. CLIs turn an ``OptionError`` into exit status 2."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class OptionError(ValueError):
+    """A bad option; its text is the whole message shown to the user."""
+
+
+def report(error: Exception) -> int:
+    """Print an option error as one paragraph on stderr and return the exit status for it."""
+    print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def require_models(pattern: str) -> list[str]:
+    from .registry import list_models
+
+    names = list_models(pattern)
+    if not names:
+        raise OptionError(f"--models {pattern!r} matches no variant, so nothing would be measured. Known "
+                          f"variants: {', '.join(list_models())}. Way out: give a shell pattern such as "
+                          f"'unet3d*' or one of those names (`python -m harness list` shows them).")
+    return names
+
+
+def require_positive(option: str, value, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    low = 0 if allow_zero else 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise OptionError(f"{option} must be an integer of at least {low}, not {value!r}. Way out: "
+                          f"leave it out for the default, or give e.g. {option} {max(low, 3)}.")
+
+
+def require_fraction(option: str, value: float, upper: float = 10.0) -> None:
+    if not 0 <= value <= upper:
+        raise OptionError(f"{option} must lie between 0 and {upper:g}, not {value!r}. Way out: e.g. {option} 0.1.")
+
+
+def require_device(device: str, what: str = "--device cuda") -> None:
+    """CUDA-only requests on a machine without CUDA."""
+    if device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise OptionError(f"{what} needs a CUDA GPU, but torch.cuda.is_available() is False here (torch "
+                          f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'}). Way out: run on "
+                          f"a GPU machine whose torch has CUDA, or use --device cpu.")
+
+
+def require_cuda_for(option: str, device: str, reason: str) -> None:
+    if device != "cuda":
+        raise OptionError(f"{option} needs --device cuda: {reason}. Way out: drop {option} on {device}.")
+
+
+def require_run(runs_root: Path, run_id: str) -> Path:
+    """The folder of a run to resume; lists the runs that exist when it does not."""
+    folder = Path(runs_root) / run_id
+    if (folder / "results.csv").is_file() or (folder / "environment.json").is_file():
+        return folder
+    existing = sorted(p.name for p in Path(runs_root).glob("*") if (p / "results.csv").is_file())
+    known = ", ".join(existing[-8:]) if existing else "none"
+    raise OptionError(f"--resume {run_id!r}: there is no run of that name under {runs_root} (runs there: "
+                      f"{known}). Way out: give one of those names, or leave out --resume to start a new run.")
+
+
+def require_new_run(runs_root: Path, run_id: str) -> None:
+    folder = Path(runs_root) / run_id
+    if folder.exists() and any(folder.iterdir()):
+        raise OptionError(f"--run-id {run_id!r}: {folder} already holds a run, and a new run would mix its "
+                          f"rows with that one's. Way out: --resume {run_id} to continue it, or choose "
+                          f"another --run-id.")

@@ -1,0 +1,38 @@
+"""The results contract, once: where results live, the columns of ``results.csv`` (documented in the
+README) and what makes two rows the same configuration. No torch here, so reports read results without it."""
+from pathlib import Path
+
+RESULTS_ROOT = Path(__file__).resolve().parents[2] / "results"
+RUNS_ROOT = RESULTS_ROOT / "runs"
+
+MEASURE_COLUMNS = [
+    "model", "overrides", "input_shape", "batch", "mode", "device", "dtype", "exec_mode", "channels_last",
+    "cudnn_benchmark", "warmup", "rounds", "blocks", "warm", "setup_s",
+    "latency_ms", "latency_iqr_ms", "latency_p90_ms", "step_ms", "block_steps", "samples_per_s",
+    "peak_mem_mb", "peak_reserved_mb", "memory_kind",
+    "gmacs", "step_gflop", "achieved_tflops", "peak_tflops", "mfu",
+    "params_total", "params_used", "uncalled_modules", "zero_mac_ops", "unsupported_ops", "output_shape",
+    "max_batch", "error",
+]
+ENV_COLUMNS = ["torch", "cuda", "cudnn", "cudnn_tf32", "matmul_tf32", "device_name", "gpu_driver", "gpu_sm_clock_mhz",
+               "gpu_mem_clock_mhz", "gpu_power_limit_w", "cpu", "cpu_count", "threads", "python", "platform",
+               "git_commit", "git_dirty", "seed"]
+RESULT_COLUMNS = MEASURE_COLUMNS + ENV_COLUMNS + ["run_id", "finished_at"]
+# What makes two rows the same configuration (BenchSpec.key, in CSV form).
+KEY_COLUMNS = ["model", "overrides", "input_shape", "batch", "mode", "device", "dtype", "channels_last",
+               "exec_mode"]
+# Columns of runs written before the latency/throughput split, and what replaced them.
+RENAMED_COLUMNS = {"median_ms": "latency_ms", "iqr_ms": "latency_iqr_ms"}
+
+
+def exec_mode_of(row: dict) -> str:
+    """``exec_mode`` of a row; older rows had a boolean ``compile`` column instead."""
+    if row.get("exec_mode"):
+        return row["exec_mode"]
+    return "compile" if str(row.get("compile", "")) == "True" else "eager"
+
+
+def row_key(row: dict) -> tuple:
+    """The BenchSpec.key of a CSV row (values arrive as text)."""
+    return (row["model"], row["overrides"], row["input_shape"], int(row["batch"]), row["mode"],
+            row["device"], row["dtype"], row["channels_last"] == "True", exec_mode_of(row))

@@ -1,0 +1,101 @@
+"""Faults lose nothing: a sweep killed with SIGKILL mid-configuration and resumed ends with every
+configuration exactly once; a torn last record is reported and dropped; a resume with other options
+is refused unless asked for."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.store.csvfile import read_rows
+from harness.store.schema import row_key
+
+REPO = Path(__file__).resolve().parent.parent
+# Four configurations (two variants x two modes), each a second or so on CPU.
+SWEEP = [sys.executable, "-m", "pytest", "suites/test_benchmark_unet.py", "-p", "no:cacheprovider", "-q",
+         "--profile", "smoke", "--models", "unet2d*"]
+TOTAL = 4
+
+
+def _sweep(runs: Path, *options: str, **kwargs):
+    return subprocess.Popen(SWEEP + ["--runs-root", str(runs), *options], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _rows(run: Path) -> list[dict]:
+    return read_rows(run / "results.csv").rows
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """A sweep SIGKILLed once its first row is on disk, before its last."""
+    runs = tmp_path_factory.mktemp("runs")
+    process = _sweep(runs, "--run-id", "killed")
+    csv_path = runs / "killed" / "results.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if csv_path.exists() and len(_rows(csv_path.parent)) >= 1:
+            break
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    rows_at_kill = len(_rows(csv_path.parent))
+    assert 1 <= rows_at_kill < TOTAL, f"the kill came too late to test anything ({rows_at_kill} rows)"
+    return runs, csv_path.parent, rows_at_kill
+
+
+def test_a_killed_sweep_resumes_to_every_configuration_exactly_once(killed_run):
+    runs, run, rows_at_kill = killed_run
+    # Power loss in the middle of the next row: half a record and no line end.
+    with (run / "results.csv").open("a") as handle:
+        handle.write("unet2d-transposed,,1x32x32,2,train,cpu,fp3")
+    resumed = _sweep(runs, "--resume", "killed")
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    assert "torn record" in output and "unet2d-transposed,,1x32x32,2,train" in output
+    keys = [row_key(row) for row in _rows(run)]
+    assert len(keys) == len(set(keys)) == TOTAL
+    assert read_rows(run / "results.csv").torn == ""
+    assert f"{TOTAL - rows_at_kill} passed" in output or "skipped" in output
+    details = [json.loads(line) for line in (run / "details.jsonl").read_text().splitlines()]
+    assert len(details) == TOTAL
+    record = json.loads((run / "environment.json").read_text())
+    assert len(record["resumed"]) == 1
+
+
+def test_the_report_loader_leaves_out_a_torn_record_and_says_so(tmp_path, capsys):
+    from harness.report.load import load_results
+
+    run = tmp_path / "run"
+    run.mkdir()
+    header = "model,overrides,input_shape,batch,mode,device,dtype,channels_last,compile,error,device_name,finished_at,run_id"
+    (run / "results.csv").write_text(f"{header}\r\nunet3d,,1x16x16x16,1,inference,cpu,fp32,False,False,,cpu0,t,r\r\n"
+                                     "unet3d,,1x16x16x16,2,infer")
+    df = load_results([run])
+    assert list(df["batch"]) == [1]
+    assert "torn last record" in capsys.readouterr().err
+
+
+def test_a_record_damaged_before_the_last_is_an_error_not_silently_dropped(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("a,b,c\r\n1,2\r\n1,2,3\r\n")
+    with pytest.raises(ValueError, match="record 2 has 2 fields"):
+        read_rows(path)
+
+
+def test_resuming_with_other_options_is_refused_unless_asked_for(killed_run):
+    runs, run, _ = killed_run
+    rows_before = (run / "results.csv").read_bytes()
+    refused = _sweep(runs, "--resume", "killed", "--rounds", "2")
+    output = refused.communicate(timeout=300)[0]
+    assert refused.returncode == 2, output
+    assert "rounds: None then, 2 now" in output and "--resume-mixed" in output
+    assert (run / "results.csv").read_bytes() == rows_before
+    allowed = _sweep(runs, "--resume", "killed", "--rounds", "2", "--resume-mixed")
+    assert allowed.wait(timeout=300) == 0
+    assert len(list(csv.DictReader((run / "results.csv").open()))) == TOTAL
