@@ -58,6 +58,8 @@ class WorkCache:
 
 def refusal(spec: BenchSpec) -> str:
     """Empty when the faithful model will run this spec, else the envelope's message."""
+    if spec.exec_mode == "cudagraphs" and spec.device != "cuda":
+        return f"unsupported: exec_mode cudagraphs needs CUDA (CUDA graphs capture GPU kernels), not {spec.device}"
     verdict = check(spec.model, spec.full_input_shape, spec.constructor_overrides, spec.mode,
                     spec.device, spec.precision)
     return "" if verdict.supported else f"unsupported: {verdict.message()}"
