@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import torch
+
+from .overrides import format_value
 from .registry import Shape, get_variant
 
 MODES = ("inference", "train")
 
 # What to do about each constraint when no nearby input shape helps.
 FIXES = {
+    "constructor": "use constructor values the class accepts (`python -m harness show MODEL` lists the defaults)",
     "rank": "pass a tensor of shape (N, C, *spatial)",
-    "empty": "use a batch and sizes of at least 1",
+    "empty": "use a batch of 0 or more and channel and spatial sizes of at least 1",
+    "zero-width": "give base_c, in_channels and num_classes values of 1 or more",
     "channels": "pass as many input channels as the model's in_channels (or set in_channels)",
     "min-size": "make every spatial size at least 16",
     "parity": "use sizes that are equal modulo 16 (multiples of 16 always work)",
@@ -32,10 +39,24 @@ FIXES = {
 }
 
 
+# What each constructor argument must be, for the way out of a constructor refusal.
+ARGUMENT_HINTS = {
+    "base_c": "a positive integer",
+    "in_channels": "a positive integer (the input's channel count)",
+    "num_classes": "a positive integer",
+    "layers": "four integer stage counts",
+    "block": "Bottleneck or BasicBlock",
+    "bilinear": "true or false",
+    "include_top": "true or false",
+    "no_cuda": "true or false",
+    "shortcut_type": "A or B",
+}
+
+
 class _Refusal(Exception):
-    def __init__(self, constraint: str, reason: str):
+    def __init__(self, constraint: str, reason: str, way_out: str | None = None):
         super().__init__(reason)
-        self.constraint, self.reason = constraint, reason
+        self.constraint, self.reason, self.way_out = constraint, reason, way_out
 
 
 @dataclass(frozen=True)
@@ -49,16 +70,21 @@ class Verdict:
     constraint: str | None = None
     reason: str | None = None
     suggestion: Shape | None = None
+    # Set when no input at all runs with these settings (then there is never a suggestion): the
+    # constraint that blocks every input ("constructor", "zero-width", "decoder-channels", ...).
+    settings_constraint: str | None = None
+    way_out: str | None = None
 
     def message(self) -> str:
+        """One paragraph: the verdict, and for a refusal why and either a nearby input or the way out."""
         if self.supported:
             return f"{self.model} accepts {self.input_shape} ({self.mode}): output {self.output_shape}"
         text = f"{self.model} cannot run input {self.input_shape} ({self.mode}): {self.reason}."
         if self.suggestion is not None:
             text += f" Nearest supported input: {self.suggestion}."
         else:
-            text += f" Way out: {FIXES[self.constraint]}."
-        return text
+            text += f" Way out: {self.way_out or FIXES[self.settings_constraint or self.constraint]}."
+        return " ".join(text.split())
 
 
 def check(model: str, input_shape, overrides: Mapping[str, Any] | None = None, mode: str = "inference",
@@ -67,19 +93,106 @@ def check(model: str, input_shape, overrides: Mapping[str, Any] | None = None, m
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     variant = get_variant(model)
-    args = variant.constructor_args(**(overrides or {}))
+    overrides = dict(overrides or {})
+    args = variant.constructor_args(**overrides)
     shape = tuple(int(n) for n in input_shape)
+    built = _build_problem(model, overrides)  # refused before anything runs when the class cannot be built
+    if built is not None:
+        return Verdict(model, shape, mode, False, constraint="constructor", reason=built.reason,
+                       settings_constraint="constructor", way_out=built.way_out)
     walk = _WALKERS[variant.family]
     try:
         _check_domain(shape, 2 + variant.spatial_dims)
         stages, output = walk(args, shape, mode == "train", device, precision)
     except _Refusal as refusal:
+        blocker = _settings_problem(walk, args, variant, mode, device, precision)
+        if blocker is not None:  # no input runs with these settings: say so and give the way out
+            reason = refusal.reason
+            if blocker.constraint != refusal.constraint or blocker.reason != refusal.reason:
+                reason += f"; and no input runs with these settings: {blocker.reason}"
+            return Verdict(model, shape, mode, False, constraint=refusal.constraint, reason=reason,
+                           settings_constraint=blocker.constraint,
+                           way_out=blocker.way_out or FIXES[blocker.constraint])
         nearby = None
         if suggest and refusal.constraint not in ("rank", "empty"):
             nearby = _nearest_supported(walk, args, shape, mode, device, precision)
         return Verdict(model, shape, mode, False, constraint=refusal.constraint, reason=refusal.reason,
-                       suggestion=nearby)
+                       suggestion=nearby, way_out=refusal.way_out)
     return Verdict(model, shape, mode, True, output, tuple(stages))
+
+
+# --- constructor values: build on the meta device (no memory, no arithmetic), cached ------------------
+
+_BUILD_CACHE: OrderedDict = OrderedDict()
+_BUILD_CACHE_SIZE = 1024
+
+
+def _freeze(value):
+    """A hashable key that tells apart values Python calls equal (True and 1, [1] and (1,))."""
+    if isinstance(value, Mapping):
+        return ("mapping", tuple(sorted((str(k), _freeze(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = tuple(_freeze(v) for v in value)
+        return (type(value).__name__, tuple(sorted(items, key=repr)) if isinstance(value, (set, frozenset)) else items)
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value).__qualname__, repr(value))
+    return (type(value), value)
+
+
+def _builds(variant, overrides: Mapping[str, Any]) -> BaseException | None:
+    """The exception the class raises when built with these overrides (on meta), or None."""
+    key = (variant.name, _freeze(overrides))
+    if key in _BUILD_CACHE:
+        _BUILD_CACHE.move_to_end(key)
+        return _BUILD_CACHE[key]
+    error = None
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")  # zero-element init warnings: no-ops on an empty weight
+            variant.builder(**variant.constructor_args(**overrides))
+    except Exception as raised:  # whatever the class raises: that is the answer
+        error = raised
+    _BUILD_CACHE[key] = error
+    if len(_BUILD_CACHE) > _BUILD_CACHE_SIZE:
+        _BUILD_CACHE.popitem(last=False)
+    return error
+
+
+def _build_problem(model: str, overrides: Mapping[str, Any]) -> _Refusal | None:
+    """A constructor refusal naming the culprit argument(s) and what to set them to, or None."""
+    variant = get_variant(model)
+    error = _builds(variant, overrides)
+    if error is None:
+        return None
+    # The culprits: each override that on its own (the rest left at the defaults) stops the build.
+    culprits = [key for key in overrides if _builds(variant, {key: overrides[key]}) is not None] or list(overrides)
+    values = ", ".join(f"{key}={format_value(overrides[key])}" for key in culprits) or "its defaults"
+    detail = " ".join(f"{type(error).__name__}: {error}".split())
+    if len(detail) > 200:
+        detail = detail[:197] + "..."
+    reason = f"{variant.builder.__name__} cannot be built with {values} ({detail}); nothing was run"
+    hints = [f"{key} to {ARGUMENT_HINTS.get(key, 'a value the class accepts')} (default "
+             f"{format_value(variant.defaults[key])})" for key in culprits if key in variant.defaults]
+    way_out = "set " + "; ".join(hints) if hints else FIXES["constructor"]
+    return _Refusal("constructor", reason, way_out)
+
+
+def _settings_problem(walk, args, variant, mode, device, precision) -> _Refusal | None:
+    """The refusal that blocks every input with these settings, or None when some input runs.
+
+    A batch of 2 with the model's channel count and sizes of 64 passes every input constraint
+    (channels, min-size, parity, train-batchnorm), so whatever still breaks is the settings' fault.
+    """
+    channels = args.get("in_channels", 1) if variant.family != "resnet3d" else 1
+    try:
+        walk(args, (2, channels, *[64] * variant.spatial_dims), mode == "train", device, precision)
+    except _Refusal as refusal:
+        if variant.family == "unet3d-resnet" and refusal.way_out == "set base_c to 1 or more":
+            refusal.way_out = FIXES["decoder-channels"]  # the encoder's decoder fits base_c=64 only
+        return refusal
+    return None
 
 
 # --- size arithmetic, as PyTorch does it ------------------------------------------------------------
@@ -87,8 +200,17 @@ def check(model: str, input_shape, overrides: Mapping[str, Any] | None = None, m
 def _check_domain(shape: Shape, rank: int) -> None:
     if len(shape) != rank:
         raise _Refusal("rank", f"the input must have {rank} dimensions (N, C, *spatial), not {len(shape)}")
-    if min(shape) < 1:
-        raise _Refusal("empty", "every dimension must be at least 1")
+    if shape[0] < 0 or min(shape[1:]) < 1:  # a batch of 0 runs (an empty output); nothing else may be 0
+        raise _Refusal("empty", "the batch must be 0 or more and the channels and spatial sizes at least 1")
+
+
+def _conv(got, weight_dim0, expected, where, key):
+    """A convolution's checks in PyTorch's order: first a weight whose first dimension is empty (the
+    output channels; the input channels of a transposed convolution), then the input's channel count."""
+    if weight_dim0 == 0:
+        raise _Refusal("zero-width", f"{where} would have an empty weight (0 channels, from {key}=0) and "
+                                     f"PyTorch refuses to run an empty convolution", f"set {key} to 1 or more")
+    _expect_channels(got, expected, where)
 
 
 def _pool_or_conv(n: int, kernel: int, stride: int, padding: int) -> int:
@@ -116,6 +238,14 @@ def _expect_channels(got, expected, where):
                        f"{where} expects {expected} channel{'' if expected == 1 else 's'} but gets {got}")
 
 
+def _no_input_channels(in_channels):
+    """in_channels=0 builds, but its first convolution then wants a tensor with no channels, which
+    never runs (the domain refuses one; the real model fails on it too)."""
+    if in_channels == 0:
+        raise _Refusal("zero-width", "in_channels=0 makes the first convolution take tensors with no "
+                                     "channels, and no such input runs", "set in_channels to 1 or more")
+
+
 def _padded_sizes(up, skip, spatial_dims):
     """Sizes after the article's F.pad of the upsampled tensor towards the skip tensor."""
     diffs = [s - u for s, u in zip(skip, up)]
@@ -128,11 +258,12 @@ def _padded_sizes(up, skip, spatial_dims):
     return padded
 
 
-def _up_block(x, skip, in_channels, bilinear, level, spatial_dims):
-    """Up / Up_3d: upsample x by 2 (trilinear keeps channels, transposed conv halves them), pad, cat."""
+def _up_block(x, skip, in_channels, out_channels, bilinear, level, spatial_dims):
+    """Up / Up_3d: upsample x by 2 (trilinear keeps channels, transposed conv halves them), pad, cat,
+    then DoubleConv(in_channels, out_channels, mid) with mid = in_channels // 2 (bilinear) or out."""
     n_batch, channels, *sizes = x
     if not bilinear:
-        _expect_channels(channels, in_channels, f"up{level}'s transposed convolution")
+        _conv(channels, in_channels, in_channels, f"up{level}'s transposed convolution", "base_c")
         channels = in_channels // 2
     padded = _padded_sizes([2 * n for n in sizes], skip[2:], spatial_dims)
     if padded != list(skip[2:]):
@@ -140,20 +271,22 @@ def _up_block(x, skip, in_channels, bilinear, level, spatial_dims):
                                  f"with the upsampled tensor padded to {tuple(padded)}: the article's 3D "
                                  f"padding gives each dimension another dimension's difference, which only "
                                  f"works when the sizes at each level have the same parity")
-    _expect_channels(skip[1] + channels, in_channels, f"up{level}'s DoubleConv")
-    return (n_batch, skip[1] + channels, *skip[2:])
+    mid = in_channels // 2 if bilinear else out_channels
+    _conv(skip[1] + channels, mid, in_channels, f"up{level}'s DoubleConv", "base_c")
+    _conv(mid, out_channels, mid, f"up{level}'s DoubleConv", "base_c")
+    return (n_batch, out_channels, *skip[2:])
 
 
-def _decoder(stages, base_c, bilinear, spatial_dims):
+def _decoder(stages, base_c, num_classes, bilinear, spatial_dims):
     factor = 2 if bilinear else 1
     x = stages[4]
     for level, (in_channels, skip) in enumerate(
             zip((base_c * 16, base_c * 8, base_c * 4, base_c * 2), reversed(stages[:4])), start=1):
-        x = _up_block(x, skip, in_channels, bilinear, level, spatial_dims)
         # DoubleConv's output channels: base_c*8//factor, ... and base_c at the last level
-        out_c = base_c if level == 4 else in_channels // 2 // factor
-        x = (x[0], out_c, *x[2:])
-    return x
+        out_channels = base_c if level == 4 else in_channels // 2 // factor
+        x = _up_block(x, skip, in_channels, out_channels, bilinear, level, spatial_dims)
+    _conv(x[1], num_classes, base_c, "out_conv", "num_classes")
+    return (x[0], num_classes, *x[2:])
 
 
 # --- the families ---------------------------------------------------------------------------------
@@ -161,7 +294,8 @@ def _decoder(stages, base_c, bilinear, spatial_dims):
 def _walk_unet(args, shape, train, device, precision):
     n_batch, channels, *sizes = shape
     base_c, factor = args["base_c"], 2 if args["bilinear"] else 1
-    _expect_channels(channels, args["in_channels"], "the first convolution")
+    _conv(channels, base_c, args["in_channels"], "the first convolution", "base_c")
+    _no_input_channels(args["in_channels"])
     widths = (base_c, base_c * 2, base_c * 4, base_c * 8, base_c * 16 // factor)
     stage_sizes = [sizes]
     for level in range(1, 5):  # each level's DoubleConv has BatchNorms; checked in forward order
@@ -171,8 +305,7 @@ def _walk_unet(args, shape, train, device, precision):
     if train:
         _batchnorm_train(n_batch, stage_sizes[4], "down4")
     stages = [(n_batch, c, *s) for c, s in zip(widths, stage_sizes)]
-    x = _decoder(stages, base_c, args["bilinear"], len(sizes))
-    return stages, (n_batch, args["num_classes"], *x[2:])
+    return stages, _decoder(stages, base_c, args["num_classes"], args["bilinear"], len(sizes))
 
 
 def _resnet_stages(args, shape, in_channels, train, device, precision):
@@ -184,6 +317,7 @@ def _resnet_stages(args, shape, in_channels, train, device, precision):
         raise _Refusal("layers", f"layers needs four stage counts, got {list(layers)}")
     n_batch, channels, *sizes = shape
     _expect_channels(channels, in_channels, "the first convolution")
+    _no_input_channels(in_channels)
     if train:
         _batchnorm_train(n_batch, sizes, "bn1")
     if args["shortcut_type"] == "A" and device != "cpu" and (
@@ -211,8 +345,7 @@ def _walk_resnet(args, shape, train, device, precision):
 
 def _walk_unet_resnet(args, shape, train, device, precision):
     stages = _resnet_stages(args, shape, args["in_channels"], train, device, precision)
-    x = _decoder(stages, args["base_c"], args["bilinear"], 3)
-    return stages, (shape[0], args["num_classes"], *x[2:])
+    return stages, _decoder(stages, args["base_c"], args["num_classes"], args["bilinear"], 3)
 
 
 _WALKERS = {"unet2d": _walk_unet, "unet3d": _walk_unet, "resnet3d": _walk_resnet,
@@ -235,6 +368,7 @@ def _nearest_supported(walk, args, shape, mode, device, precision) -> Shape | No
         sum(a != b for a, b in zip(c, shape)), sum(abs(a - b) for a, b in zip(c, shape)), c))
     for candidate in candidates:
         try:
+            _check_domain(candidate, len(shape))
             walk(args, candidate, mode == "train", device, precision)
         except _Refusal:
             continue

@@ -1,5 +1,5 @@
 """Shape properties across input sizes and settings (meta device: shape checks without arithmetic)."""
-from hypothesis import given, note
+from hypothesis import event, given, note
 from hypothesis import strategies as st
 
 import strategies as S
@@ -54,3 +54,34 @@ def test_shortcut_types_a_and_b_agree_in_shape(shape, name, mode):
     out_a = run_once(name, shape, {**overrides, "shortcut_type": "A"}, mode)
     out_b = run_once(name, shape, {**overrides, "shortcut_type": "B"}, mode)
     assert out_a == out_b
+
+
+SETTINGS_BY_FAMILY = {
+    "unet2d": S.unet_settings(max_base_c=64, degenerate=True), "unet3d": S.unet_settings(max_base_c=64, degenerate=True),
+    "resnet3d": S.resnet_settings(degenerate=True),
+    "unet3d-resnet": S.encoder_settings(degenerate=True) | S.encoder_settings(article_only=True, degenerate=True),
+}
+
+
+@given(st.sampled_from(list_models()), st.data(), S.MODES)
+def test_a_suggested_nearest_input_runs_on_the_real_model(name, data, mode):
+    """Every "nearest supported input" is supported and the real model runs it with the predicted
+    output; where no input can run (constructor values, zero widths, ...) there is no suggestion,
+    only a way out. Degenerate constructor values included; shortcut A becomes B (meta cannot run A)."""
+    variant = get_variant(name)
+    overrides = data.draw(SETTINGS_BY_FAMILY[variant.family].map(
+        lambda s: {**s, "shortcut_type": "B"} if s.get("shortcut_type") == "A" else s))
+    channels = st.integers(1, 3) | st.just(variant.defaults.get("in_channels", 1))
+    shape = data.draw(S.input_shapes(spatial_dims=variant.spatial_dims, channels=channels, max_size=70,
+                                     max_elements=10 ** 8, min_batch=0))
+    verdict = check(name, shape, overrides, mode)
+    note(verdict.message())
+    event("supported" if verdict.supported else "way out" if verdict.suggestion is None else "suggestion")
+    if verdict.settings_constraint is not None:
+        assert verdict.suggestion is None and "Way out" in verdict.message()
+    if verdict.suggestion is None:
+        return
+    again = check(name, verdict.suggestion, overrides, mode)
+    assert again.supported, again.message()
+    output, stages = run_once(name, verdict.suggestion, overrides, mode, device="meta")
+    assert (output, stages) == (again.output_shape, again.stage_shapes)
