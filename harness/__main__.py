@@ -1,20 +1,29 @@
-"""``python -m harness``: list variants, show one, check an input against a model's envelope."""
+"""``python -m harness``: list variants, show one, check an input against a model's envelope.
+
+MODEL is a registered variant (``python -m harness list``) or your own model as ``package.module:function``
+or ``path/to/file.py:function`` (see harness.user_models).
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .envelope import check
+from .envelope import check, prober
 from .overrides import format_value, parse_overrides, parse_shape
 from .registry import get_variant, list_models
+from .user_models import register_entry_points, register_reference
+
+SOURCE_LABELS = {"article": "article", "peer": "peer", "user": "yours"}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    listing = sub.add_parser("list", help="list the registered variants")
+    listing = sub.add_parser("list", help="list the registered variants (the article's, peers, yours)")
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'unet3d*'")
-    show = sub.add_parser("show", help="a variant's constructor defaults and the article's claims")
+    listing.add_argument("--model", action="append", default=[], metavar="REF", help="also list your model REF")
+    show = sub.add_parser("show", help="a variant's constructor defaults, the article's claims, a probed envelope")
     show.add_argument("model")
     chk = sub.add_parser("check", help="will MODEL run this input? exit 0 (yes, prints the output shape) or 2")
     chk.add_argument("model")
@@ -27,25 +36,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _model(reference: str) -> str:
+    """A registered name as it is; a ``module:function`` reference registered first."""
+    return register_reference(reference) if ":" in reference else reference
+
+
+def _list(pattern: str, references: list[str]) -> None:
+    for reference in references:
+        _model(reference)
+    for name in list_models(pattern):
+        variant = get_variant(name)
+        missing = variant.unavailable_reason()
+        state = f"  [unavailable: {missing}]" if missing else ""
+        print(f"{name:26s} {SOURCE_LABELS[variant.source]:8s} {variant.description}{state}")
+
+
+def _show(name: str) -> None:
+    variant = get_variant(name)
+    print(f"{variant.name}: {variant.description} ({SOURCE_LABELS[variant.source]})")
+    print(f"  builder: {variant.builder.__module__}.{variant.builder.__name__}")
+    for key, value in variant.defaults.items():
+        print(f"  {key} = {format_value(value)}")
+    for claim in variant.claims:
+        print(f"  article {claim.where}: input {claim.input_shape} -> {claim.output_shape}")
+    missing = variant.unavailable_reason()
+    if missing:
+        print(f"  unavailable here: it {missing}")
+    elif variant.record.envelope is None:
+        print(f"  envelope (probed on the meta device): {prober(name).rule().describe()}")
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
+        register_entry_points()
         if args.command == "list":
-            for name in list_models(args.pattern):
-                print(f"{name:20s} {get_variant(name).description}")
+            _list(args.pattern, args.model)
             return 0
         if args.command == "show":
-            variant = get_variant(args.model)
-            print(f"{variant.name}: {variant.description}")
-            print(f"  class: {variant.builder.__name__}")
-            for key, value in variant.defaults.items():
-                print(f"  {key} = {format_value(value)}")
-            for claim in variant.claims:
-                print(f"  article {claim.where}: input {claim.input_shape} -> {claim.output_shape}")
+            _show(_model(args.model))
             return 0
-        verdict = check(args.model, parse_shape(args.input), parse_overrides(args.set), args.mode,
+        verdict = check(_model(args.model), parse_shape(args.input), parse_overrides(args.set), args.mode,
                         args.device, args.precision)
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError) as error:  # OptionError is a ValueError
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
     if verdict.supported:

@@ -18,12 +18,16 @@ from typing import Any, Mapping
 import torch
 
 from .overrides import format_value
+from .probed_envelope import MetaProber
 from .registry import Shape, get_variant
 
 MODES = ("inference", "train")
 
 # What to do about each constraint when no nearby input shape helps.
 FIXES = {
+    "unavailable": "install the library the model needs",
+    "divisibility": "make every spatial size a multiple of what the model needs (see the reason)",
+    "forward": "check the model's own requirements (`python -m harness show MODEL` prints what was probed)",
     "constructor": "use constructor values the class accepts (`python -m harness show MODEL` lists the defaults)",
     "rank": "pass a tensor of shape (N, C, *spatial)",
     "empty": "use a batch of 0 or more and channel and spatial sizes of at least 1",
@@ -96,11 +100,17 @@ def check(model: str, input_shape, overrides: Mapping[str, Any] | None = None, m
     overrides = dict(overrides or {})
     args = variant.constructor_args(**overrides)
     shape = tuple(int(n) for n in input_shape)
+    missing = variant.unavailable_reason()
+    if missing:
+        return Verdict(model, shape, mode, False, constraint="unavailable", reason=f"{model} {missing.split(':')[0]}",
+                       settings_constraint="unavailable", way_out=missing.split(": ", 1)[-1])
     built = _build_problem(model, overrides)  # refused before anything runs when the class cannot be built
     if built is not None:
         return Verdict(model, shape, mode, False, constraint="constructor", reason=built.reason,
                        settings_constraint="constructor", way_out=built.way_out)
-    walk = _WALKERS[variant.family]
+    if variant.record.envelope is None:
+        return _check_probed(variant, overrides, shape, mode, suggest)
+    walk = _WALKERS[variant.record.envelope]
     try:
         _check_domain(shape, 2 + variant.spatial_dims)
         stages, output = walk(args, shape, mode == "train", device, precision)
@@ -185,7 +195,8 @@ def _settings_problem(walk, args, variant, mode, device, precision) -> _Refusal 
     A batch of 2 with the model's channel count and sizes of 64 passes every input constraint
     (channels, min-size, parity, train-batchnorm), so whatever still breaks is the settings' fault.
     """
-    channels = args.get("in_channels", 1) if variant.family != "resnet3d" else 1
+    argument = variant.record.channels_argument
+    channels = args.get(argument, 1) if argument else 1
     try:
         walk(args, (2, channels, *[64] * variant.spatial_dims), mode == "train", device, precision)
     except _Refusal as refusal:
@@ -348,8 +359,72 @@ def _walk_unet_resnet(args, shape, train, device, precision):
     return stages, _decoder(stages, args["base_c"], args["num_classes"], args["bilinear"], 3)
 
 
-_WALKERS = {"unet2d": _walk_unet, "unet3d": _walk_unet, "resnet3d": _walk_resnet,
-            "unet3d-resnet": _walk_unet_resnet}
+# The hand-written interpreters, by the name a Family record gives in its ``envelope`` field.
+_WALKERS = {"unet": _walk_unet, "resnet": _walk_resnet, "unet-resnet": _walk_unet_resnet}
+
+
+# --- models the harness did not hand-write: probed on the meta device -------------------------------
+
+_PROBERS: dict = {}
+
+
+def prober(model: str, overrides: Mapping[str, Any] | None = None) -> MetaProber:
+    """The (cached) meta-device prober of a variant with these constructor overrides."""
+    variant = get_variant(model)
+    overrides = dict(overrides or {})
+    key = (variant.name, _freeze(overrides))
+    if key not in _PROBERS:
+        args = variant.constructor_args(**overrides)
+        argument = variant.record.channels_argument
+        channels = args.get(argument) if argument else None
+        hint = channels if isinstance(channels, int) and not isinstance(channels, bool) and channels > 0 else None
+        _PROBERS[key] = MetaProber(lambda: variant.builder(**args), variant.spatial_dims, hint)
+    return _PROBERS[key]
+
+
+def _check_probed(variant, overrides, shape, mode, suggest) -> Verdict:
+    """Exact by construction: the verdict is a meta forward pass of this very input."""
+    model, train = variant.name, mode == "train"
+    try:
+        _check_domain(shape, 2 + variant.spatial_dims)
+    except _Refusal as refusal:
+        return Verdict(model, shape, mode, False, constraint=refusal.constraint, reason=refusal.reason)
+    probe = prober(model, overrides)
+    output, error = probe.run(shape, train)
+    if output is not None:
+        return Verdict(model, shape, mode, True, output)
+    rule = probe.rule()
+    n_batch, channels, *sizes = shape
+    if rule.min_size is None:
+        return Verdict(model, shape, mode, False, constraint="forward", reason=f"the forward pass fails ({error}), "
+                       f"and {rule.describe()}", settings_constraint="forward")
+    if channels != rule.channels:
+        constraint, reason = "channels", f"the model takes {rule.channels} input channel(s), not {channels}"
+    elif min(sizes) < rule.min_size:
+        constraint, reason = "min-size", f"the model needs every spatial size at least {rule.min_size}"
+    elif rule.multiple > 1 and any(n % rule.multiple for n in sizes):
+        constraint, reason = "divisibility", f"the model needs every spatial size to be a multiple of {rule.multiple}"
+    elif train and probe.run(shape, False)[0] is not None:
+        constraint, reason = "train-batchnorm", "in training a normalisation layer refuses this input"
+    else:
+        constraint, reason = "forward", "the forward pass fails"
+    reason += f" (probed on the meta device: {rule.describe()}; the model says: {error})"
+    nearby = _nearest_probed(probe, rule, shape, train) if suggest else None
+    return Verdict(model, shape, mode, False, constraint=constraint, reason=reason, suggestion=nearby)
+
+
+def _nearest_probed(probe: MetaProber, rule, shape, train: bool) -> Shape | None:
+    """The candidate that changes the fewest elements (then the least) among: the batch as given or 2,
+    the probed channel count, and the sizes rounded up to the probed rule or set to the base size."""
+    n_batch, _, *sizes = shape
+    batches = {n_batch, 2} if train and n_batch < 2 else {n_batch}
+    candidates = {(batch, rule.channels, *chosen) for batch in batches
+                  for chosen in ([rule.round_up(n) for n in sizes], [rule.base_size] * len(sizes))}
+    for candidate in sorted(candidates, key=lambda c: (sum(a != b for a, b in zip(c, shape)),
+                                                       sum(abs(a - b) for a, b in zip(c, shape)), c)):
+        if probe.run(candidate, train)[0] is not None:
+            return candidate
+    return None
 
 
 # --- a supported shape nearby -----------------------------------------------------------------------

@@ -9,16 +9,7 @@ import contextlib
 
 import torch
 
-from .registry import Shape, create_model, get_variant
-
-# The modules whose outputs are the article's printed stages x1..x5, per family.
-STAGE_MODULES = {
-    "unet2d": ("in_conv", "down1", "down2", "down3", "down4"),
-    "unet3d": ("in_conv", "down1", "down2", "down3", "down4"),
-    "resnet3d": ("relu", "layer1", "layer2", "layer3", "layer4"),
-    "unet3d-resnet": ("relu", "layer1", "layer2", "layer3", "layer4"),
-}
-
+from .registry import Shape, create_model, get_family, get_variant
 
 def build(name: str, overrides=None, device: str = "cpu", seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
@@ -31,7 +22,8 @@ def recording_stages(model: torch.nn.Module, family: str):
     """Collects the stage outputs' shapes (first call of each stage module) into the yielded list."""
     shapes: dict[str, Shape] = {}
     handles = []
-    for module_name in STAGE_MODULES[family]:
+    stage_modules = get_family(family).stage_modules  # empty for peers and user models: no stages recorded
+    for module_name in stage_modules:
         def hook(_module, _inputs, output, module_name=module_name):
             shapes.setdefault(module_name, tuple(output.shape))
         handles.append(model.get_submodule(module_name).register_forward_hook(hook))
@@ -41,7 +33,7 @@ def recording_stages(model: torch.nn.Module, family: str):
     finally:
         for handle in handles:
             handle.remove()
-        stages.extend(shapes[m] for m in STAGE_MODULES[family] if m in shapes)
+        stages.extend(shapes[m] for m in stage_modules if m in shapes)
 
 
 def run_once(name: str, input_shape, overrides=None, mode: str = "inference", device: str = "cpu",

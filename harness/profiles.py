@@ -31,10 +31,18 @@ class Profile:
     rounds: int = 5
     blocks: int = 3
     description: str = ""
+    sources: tuple[str, ...] = ("article", "user")  # whose variants run when --models is not given
+    cuda_points_3d: tuple[tuple[int, int], ...] | None = None  # points_3d on a GPU, where they differ
+    fit_sizes: bool = False  # grow each size to the smallest the variant runs in both modes (smoke)
+
+    def points(self, spatial_dims: int, device: str) -> tuple[tuple[int, int], ...]:
+        if spatial_dims == 2:
+            return self.points_2d
+        return self.cuda_points_3d if device == "cuda" and self.cuda_points_3d else self.points_3d
 
 
 PROFILES = {
-    "smoke": Profile("smoke", ((16, 2),), ((32, 2),), warmup=0, rounds=1, blocks=1,
+    "smoke": Profile("smoke", ((16, 2),), ((32, 2),), warmup=0, rounds=1, blocks=1, fit_sizes=True,
                      description="one tiny point per variant and mode, to exercise the code"),
     "cpu": Profile("cpu", ((16, 1), (16, 2), (32, 1), (32, 2)), ((64, 1), (64, 2), (128, 1), (128, 2)),
                    warmup=1, rounds=5, blocks=2,
@@ -42,6 +50,10 @@ PROFILES = {
     "paper": Profile("paper", ((64, 1), (64, 2), (64, 4), (96, 1), (128, 1), (128, 2)),
                      ((224, 1), (224, 4), (512, 1), (512, 4)), precisions=("fp32", "bf16"),
                      warmup=5, rounds=20, blocks=5, description="the article's sizes and larger, on a GPU"),
+    "peers": Profile("peers", ((32, 1), (32, 2)), (), warmup=1, rounds=5, blocks=2, sources=("article", "peer", "user"),
+                     cuda_points_3d=((64, 1), (64, 2)),
+                     description="the article's 3D variants beside MONAI's and nnU-Net's networks (and yours): "
+                                 "32³ on CPU, the article's 64³ on a GPU"),
 }
 
 
@@ -60,7 +72,34 @@ def best_options(device: str) -> dict:
     return dict(BEST[device])
 
 
-def specs(profile: str, device: str, models: str = "*", families: tuple[str, ...] | None = None,
+def _smallest_runnable(name: str, channels: int, size: int, batch: int, dims: int, overrides: str) -> int:
+    """The smallest cubic size from ``size`` up that the variant runs in inference and training (the
+    smoke profile's tiny point must be one every variant can take: nnU-Net's networks need 32, say)."""
+    from .envelope import check
+    from .overrides import parse_overrides
+
+    settings = parse_overrides(overrides.split(";") if overrides else [])
+    for candidate in range(size, 4 * size + 1):
+        shape = (batch, channels) + (candidate,) * dims
+        if all(check(name, shape, settings, mode, suggest=False).supported for mode in ("inference", "train")):
+            return candidate
+    return size  # none nearby: the row records why
+
+
+def select_models(profile: str, pattern: str | None = None, user_models: tuple[str, ...] = ()) -> list[str]:
+    """The variants a sweep runs: those matching ``pattern`` (any source) plus your models; without a
+    pattern, your models alone when given, else the profile's sources. Variants whose library is
+    missing are left out (``python -m harness list`` says what to install)."""
+    if pattern is not None:
+        names = list_models(pattern, available=True)
+    elif user_models:
+        names = []
+    else:
+        names = list_models("*", sources=PROFILES[profile].sources, available=True)
+    return names + [name for name in user_models if name not in names]
+
+
+def specs(profile: str, device: str, models: str | list[str] = "*", families: tuple[str, ...] | None = None,
           **options) -> list[BenchSpec]:
     """Every spec of a profile for the matching variants; ``options`` override BenchSpec fields
     (precision, channels_last, exec_mode, cudnn_benchmark, warmup, rounds, blocks)."""
@@ -70,13 +109,14 @@ def specs(profile: str, device: str, models: str = "*", families: tuple[str, ...
     precisions = (options.pop("precision"),) if options.get("precision") else chosen.precisions
     options = {k: v for k, v in options.items() if v is not None}
     result = []
-    for name in list_models(models):
+    for name in (list_models(models, available=True) if isinstance(models, str) else models):
         variant = get_variant(name)
         if families and variant.family not in families:
             continue
         channels = variant.example_input[1]
-        points = chosen.points_2d if variant.spatial_dims == 2 else chosen.points_3d
-        for (size, batch) in points:
+        for (size, batch) in chosen.points(variant.spatial_dims, device):
+            if chosen.fit_sizes:
+                size = _smallest_runnable(name, channels, size, batch, variant.spatial_dims, options.get("overrides", ""))
             for mode in chosen.modes:
                 for precision in precisions:
                     spec = BenchSpec(name, (channels,) + (size,) * variant.spatial_dims, batch, mode, device,

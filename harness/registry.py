@@ -1,7 +1,12 @@
-"""Named variants of the article's models, as data (after timm's ``register_model``/``create_model``).
+"""Model families and named variants, as data (after timm's ``register_model``/``create_model``).
 
-A variant is a name, the article's class, a dict of constructor defaults, an example input and the
-article's printed claims about it. ``list_models("unet3d*")`` feeds parametrization everywhere.
+A *family* is one record holding everything the harness knows about a kind of network: where it comes
+from (the article, a peer library, the user), the modules whose outputs are its stages, how its envelope
+is decided (a hand-written shape interpreter in ``harness.envelope``, or probed on the ``meta`` device),
+its training target, its input channels' argument and the library it needs. A *variant* is a name, a
+family, a builder, constructor defaults and an example input. ``list_models("unet3d*")`` feeds
+parametrization everywhere. Adding a variant is one ``register`` call; adding a family is one
+``register_family`` call plus its builder.
 """
 from __future__ import annotations
 
@@ -37,9 +42,36 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class Family:
+    """Everything the harness knows about a kind of network, in one place."""
+
+    name: str
+    source: str  # "article" | "peer" | "user"
+    stage_modules: tuple[str, ...] = ()  # modules whose outputs are the stages x1..x5 (probe, claims)
+    envelope: str | None = None  # a shape interpreter in harness.envelope; None: probed on the meta device
+    target: str = "segmentation"  # training target: a class per voxel, or one per sample ("classification")
+    channels_argument: str | None = "in_channels"  # the constructor argument that sets the input channels
+    library: str = ""  # a key of harness.peers.PEER_PACKAGES when the family needs an optional library
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    if family.name in _FAMILIES and _FAMILIES[family.name] != family:
+        raise ValueError(f"family {family.name!r} is registered twice")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    return _FAMILIES[name]
+
+
+@dataclass(frozen=True)
 class Variant:
     name: str
-    family: str  # "unet2d" | "unet3d" | "resnet3d" | "unet3d-resnet"
+    family: str  # a registered Family's name
     builder: Callable[..., nn.Module]
     defaults: Mapping[str, Any]
     example_input: Shape  # (N, C, *spatial): the article's input, or the family's where it has none
@@ -50,6 +82,23 @@ class Variant:
     @property
     def spatial_dims(self) -> int:
         return len(self.example_input) - 2
+
+    @property
+    def record(self) -> Family:
+        return _FAMILIES[self.family]
+
+    @property
+    def source(self) -> str:
+        return self.record.source
+
+    def unavailable_reason(self) -> str:
+        """Empty when the variant can be built here, else what to install."""
+        from . import peers
+
+        library = self.record.library
+        if library and not peers.available(library):
+            return f"needs {peers.PEER_PACKAGES[library]}: {peers.INSTALL_HINT}"
+        return ""
 
     def constructor_args(self, **overrides) -> dict[str, Any]:
         unknown = set(overrides) - set(inspect.signature(self.builder).parameters)
@@ -64,15 +113,22 @@ _REGISTRY: dict[str, Variant] = {}
 
 
 def register(variant: Variant) -> Variant:
+    if variant.family not in _FAMILIES:
+        raise ValueError(f"variant {variant.name!r}: register its family {variant.family!r} first")
     if variant.name in _REGISTRY:
+        if _REGISTRY[variant.name] == variant:
+            return variant
         raise ValueError(f"variant {variant.name!r} is registered twice")
     _REGISTRY[variant.name] = variant
     return variant
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style pattern, in the article's order."""
-    return [name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern)]
+def list_models(pattern: str = "*", sources: tuple[str, ...] | None = None, available: bool = False) -> list[str]:
+    """Registered names matching a shell-style pattern, in registration order (the article's first);
+    ``sources`` keeps only those families' sources; ``available`` only what can be built here."""
+    return [name for name, variant in _REGISTRY.items() if fnmatch.fnmatchcase(name, pattern)
+            and (sources is None or variant.source in sources)
+            and (not available or not variant.unavailable_reason())]
 
 
 def get_variant(name: str) -> Variant:
@@ -84,8 +140,25 @@ def get_variant(name: str) -> Variant:
 
 def create_model(name: str, **overrides) -> nn.Module:
     variant = get_variant(name)
+    missing = variant.unavailable_reason()
+    if missing:
+        raise ValueError(f"{name} is not available here: it {missing}")
     return variant.builder(**variant.constructor_args(**overrides))
 
+
+# ---------------------------------------------------------------------------------------------------
+# The families. The article's have hand-written envelopes; peers and user models are probed.
+# ---------------------------------------------------------------------------------------------------
+_UNET_STAGES = ("in_conv", "down1", "down2", "down3", "down4")
+_RESNET_STAGES = ("relu", "layer1", "layer2", "layer3", "layer4")
+register_family(Family("unet2d", "article", _UNET_STAGES, envelope="unet"))
+register_family(Family("unet3d", "article", _UNET_STAGES, envelope="unet"))
+register_family(Family("resnet3d", "article", _RESNET_STAGES, envelope="resnet", target="classification",
+                       channels_argument=None))  # the article's ResNet stem takes exactly one channel
+register_family(Family("unet3d-resnet", "article", _RESNET_STAGES, envelope="unet-resnet"))
+register_family(Family("monai", "peer", library="monai"))
+register_family(Family("nnunet", "peer", library="nnunet"))
+register_family(Family("user", "user"))
 
 # ---------------------------------------------------------------------------------------------------
 # The article's variants. Claimed shapes are the article's printed output, typed in as the claims
@@ -143,5 +216,28 @@ for _depth, _layers in _RESNET_LAYERS.items():
         f"3D UNet with a modified ResNet{_depth[6:]} encoder (article 3)",
         claims=tuple(_claims), limits=_ENCODER_LIMITS,
     ))
+
+# ---------------------------------------------------------------------------------------------------
+# Peers, built by their own libraries (harness.peers); listed even when the library is missing.
+# ---------------------------------------------------------------------------------------------------
+def _register_peers() -> None:
+    from . import peers
+
+    seg = dict(in_channels=1, num_classes=2)
+    cube = (1, 1, 64, 64, 64)
+    for name, family, builder, description in (
+        ("monai-basicunet", "monai", peers.monai_basic_unet, "MONAI BasicUNet, its defaults (3D)"),
+        ("monai-flexunet-resnet50", "monai", peers.monai_flexible_unet_resnet50,
+         "MONAI FlexibleUNet, ResNet50 backbone in 3D, random init"),
+        ("monai-unet", "monai", peers.monai_unet, "MONAI UNet as its 3D tutorials set it (16-256, 2 residual units)"),
+        ("nnunet-plain", "nnunet", peers.nnunet_plain_conv_unet,
+         "nnU-Net PlainConvUNet as 3d_fullres plans a 64³ patch (5 stages, 32-320, InstanceNorm, LeakyReLU)"),
+        ("nnunet-resenc-m", "nnunet", peers.nnunet_residual_encoder_unet,
+         "nnU-Net ResidualEncoderUNet (ResEnc M/L/XL for a 64³ patch: blocks 1,3,4,6,6)"),
+    ):
+        register(Variant(name, family, builder, dict(seg), cube, description))
+
+
+_register_peers()
 
 BASELINE = "unet3d"

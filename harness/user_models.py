@@ -75,3 +75,57 @@ def constructor_defaults(builder: Callable) -> dict:
         return {}
     return {p.name: p.default for p in parameters
             if p.default is not inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_KEYWORD}
+
+
+def _probe_example_input(name: str, builder: Callable, defaults: dict) -> tuple[int, ...]:
+    """(1, C, *spatial) of the first input that runs on the meta device: 3D before 2D, 1 to 4 channels."""
+    import warnings
+
+    import torch
+
+    from .probed_envelope import BASE_SIZES, CHANNELS_TRIED, MetaProber
+
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")
+            model = builder(**defaults)
+    except Exception as error:  # the user's code
+        raise OptionError(f"--model {name}: calling it with its defaults failed with {type(error).__name__}: "
+                          f"{error}. {WAY_OUT}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise OptionError(f"--model {name}: it returned {type(model).__name__}, not a torch.nn.Module. {WAY_OUT}")
+    channels = defaults.get("in_channels")
+    channel_options = (channels,) if isinstance(channels, int) and channels > 0 else CHANNELS_TRIED
+    for dims in (3, 2):
+        prober = MetaProber(lambda: model, dims, None)
+        for c in channel_options:
+            for size in BASE_SIZES:
+                shape = (1, c) + (size,) * dims
+                if prober.run(shape, False)[0] is not None:
+                    return shape
+    raise OptionError(f"--model {name}: no input ran on the meta device (3D and 2D, 1 to 4 channels, sizes "
+                      f"{', '.join(map(str, BASE_SIZES))}), so the harness cannot tell what it takes. Way out: "
+                      f"give the function an attribute example_input = (1, C, D, H, W) of an input it runs.")
+
+
+def register_reference(reference: str) -> str:
+    """Register the model a ``--model`` reference (or entry point) names; returns its variant name."""
+    from .registry import Variant, get_variant, list_models, register
+
+    name, builder = resolve(reference)
+    if name in list_models():
+        existing = get_variant(name)
+        if existing.builder is builder or existing.source == "user":
+            return name
+        raise OptionError(f"--model {reference}: the name {name!r} is taken by a registered variant. "
+                          f"Way out: rename the function.")
+    defaults = constructor_defaults(builder)
+    example = getattr(builder, "example_input", None)
+    example = tuple(example) if example else _probe_example_input(reference, builder, defaults)
+    register(Variant(name, "user", builder, defaults, example, f"your model ({reference})"))
+    return name
+
+
+def register_entry_points() -> list[str]:
+    """Register every model installed packages declare under ENTRY_POINT_GROUP."""
+    return [register_reference(reference) for reference in entry_point_models().values()]

@@ -25,7 +25,7 @@ from . import environment
 from .measure.timing import block_steps, time_blocks, time_step, warm_up
 from .measure.workload import prepare
 from .options import OptionError, report, require_device, require_positive
-from .registry import create_model, get_variant
+from .registry import create_model
 from .spec import BenchSpec
 from .store.schema import RESULTS_ROOT
 
@@ -52,11 +52,10 @@ def independent_loop(spec: BenchSpec):
             with torch.inference_mode():
                 model(x)
     else:
+        with torch.no_grad():
+            out = model.eval()(x[:1])  # the target's shape and classes, from the model's own output
         model.train()
-        variant = get_variant(spec.model)
-        classes = variant.constructor_args()["num_classes"]
-        target = torch.randint(0, classes, (spec.batch,) if variant.family == "resnet3d"
-                               else (spec.batch, *spec.input_shape[1:]), device=device)
+        target = torch.randint(0, out.shape[1], (spec.batch, *out.shape[2:]), device=device)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
         loss_fn = torch.nn.CrossEntropyLoss()
 

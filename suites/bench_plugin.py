@@ -18,7 +18,10 @@ from harness.measure import WorkCache, find_max_batch, measure
 from harness.measure.timing import time_step
 from harness.options import (OptionError, require_cuda_for, require_device, require_models, require_new_run,
                              require_positive, require_run)
-from harness.profiles import PROFILES, best_options, default_profile, specs
+from harness.overrides import format_overrides, parse_overrides
+from harness.registry import get_variant
+from harness.profiles import PROFILES, best_options, default_profile, select_models, specs
+from harness.user_models import register_entry_points, register_reference
 from harness.store.schema import RUNS_ROOT
 from harness.store.writer import RunStore, new_run_id
 
@@ -28,7 +31,13 @@ def pytest_addoption(parser):
     group.addoption("--profile", choices=sorted(PROFILES), help="sweep profile (default: paper on a GPU, "
                     "cpu otherwise; smoke under --benchmark-disable)")
     group.addoption("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    group.addoption("--models", default="*", help="shell pattern over variant names, e.g. 'unet3d*'")
+    group.addoption("--models", help="shell pattern over variant names, e.g. 'unet3d*' (default: the profile's "
+                    "variants: the article's, with the peers profile also MONAI's and nnU-Net's)")
+    group.addoption("--model", action="append", default=[], metavar="REF", help="your own model: "
+                    "package.module:function or path/to/file.py:function returning an nn.Module (repeatable); "
+                    "constructor arguments through --set")
+    group.addoption("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="constructor argument for every measured variant, e.g. --set base_c=32")
     group.addoption("--precision", choices=("fp32", "bf16", "fp16"), help="only this precision")
     group.addoption("--channels-last", action="store_true", help="channels-last (3D) memory format")
     group.addoption("--exec-mode", choices=("eager", "compile", "cudagraphs", "best"),
@@ -65,9 +74,22 @@ def _exec_mode(config) -> str:
     return config.getoption("--exec-mode") or ("compile" if config.getoption("--compile") else "eager")
 
 
+def _user_models(config) -> tuple[str, ...]:
+    """Register --model references (and entry-point models) once; their variant names."""
+    if not hasattr(config, "_harness_user_models"):
+        register_entry_points()
+        config._harness_user_models = tuple(register_reference(r) for r in config.getoption("--model"))
+    return config._harness_user_models
+
+
+def selected_models(config) -> list[str]:
+    return select_models(_profile(config), config.getoption("--models"), _user_models(config))
+
+
 def bench_specs(config, families) -> list:
     options = dict(precision=config.getoption("--precision"), rounds=config.getoption("--rounds"),
-                   warmup=config.getoption("--warmup"), blocks=config.getoption("--blocks"))
+                   warmup=config.getoption("--warmup"), blocks=config.getoption("--blocks"),
+                   overrides=format_overrides(parse_overrides(config.getoption("--set"))) or None)
     if config.getoption("--channels-last"):
         options["channels_last"] = True
     exec_mode = _exec_mode(config)
@@ -77,7 +99,7 @@ def bench_specs(config, families) -> list:
         options["exec_mode"] = exec_mode
     if config.getoption("--no-cudnn-benchmark"):
         options["cudnn_benchmark"] = False
-    return specs(_profile(config), _device(config), config.getoption("--models"), families, **options)
+    return specs(_profile(config), _device(config), selected_models(config), families, **options)
 
 
 def _runs_root(config) -> Path:
@@ -87,6 +109,7 @@ def _runs_root(config) -> Path:
 def run_options(config) -> dict:
     """The options a run records in environment.json, and compares when it is resumed."""
     return {"device": _device(config), "profile": _profile(config), "models": config.getoption("--models"),
+            "user_models": list(config.getoption("--model")), "set": list(config.getoption("--set")),
             "precision": config.getoption("--precision") or "profile", "rounds": config.getoption("--rounds"),
             "warmup": config.getoption("--warmup"), "blocks": config.getoption("--blocks"),
             "channels_last": config.getoption("--channels-last"), "exec_mode": _exec_mode(config),
@@ -99,7 +122,15 @@ def check_options(config) -> None:
     device = config.getoption("--device")
     if device:
         require_device(device)
-    require_models(config.getoption("--models"))
+    if config.getoption("--models") is not None:
+        require_models(config.getoption("--models"))
+    overrides = parse_overrides(config.getoption("--set"))  # a malformed --set is refused here
+    selected = selected_models(config)
+    if not selected:
+        raise OptionError(f"the {_profile(config)} profile selects no variant that can run here. Way out: "
+                          f"--models PATTERN or --model module:function (`python -m harness list`).")
+    for name in selected:  # every --set argument must be one each selected builder takes
+        get_variant(name).constructor_args(**overrides)
     require_positive("--rounds", config.getoption("--rounds"))
     require_positive("--blocks", config.getoption("--blocks"))
     require_positive("--warmup", config.getoption("--warmup"), allow_zero=True)
@@ -128,7 +159,7 @@ def check_options(config) -> None:
 def pytest_configure(config):
     try:
         check_options(config)
-    except OptionError as error:
+    except (OptionError, ValueError) as error:  # OptionError is a ValueError; so is a malformed --set
         pytest.exit(f"error: {error}", returncode=2)
     if config.getoption("--threads"):
         torch.set_num_threads(config.getoption("--threads"))

@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from ..envelope import check
 from ..environment import SEED
 from ..probe import build
 from ..registry import get_variant
@@ -49,6 +50,19 @@ def _inputs(spec: BenchSpec, device: str):
     return torch.randn(spec.full_input_shape, device=device, generator=generator), generator
 
 
+def _target(spec: BenchSpec, variant, device: str, generator) -> torch.Tensor:
+    """Random class labels shaped as the family's training target: one per sample (classification) or
+    one per voxel (segmentation); the number of classes is the output's channel count."""
+    verdict = check(spec.model, spec.full_input_shape, spec.constructor_overrides, "train", spec.device,
+                    spec.precision, suggest=False)
+    if not verdict.supported:
+        raise ValueError(verdict.message())
+    classes = verdict.output_shape[1]
+    if variant.record.target == "classification":
+        return torch.randint(0, classes, (spec.batch,), device=device, generator=generator)
+    return torch.randint(0, classes, (spec.batch, *verdict.output_shape[2:]), device=device, generator=generator)
+
+
 def prepare(spec: BenchSpec, device: str | None = None) -> Workload:
     """Build everything the timed step needs; nothing here is timed. ``device="meta"`` gives the same
     step on the meta device, where it costs nothing (for counting its FLOPs)."""
@@ -76,9 +90,7 @@ def prepare(spec: BenchSpec, device: str | None = None) -> Workload:
                 return runnable(x)
     else:
         model.train()
-        num_classes = variant.constructor_args(**spec.constructor_overrides)["num_classes"]
-        target_shape = (spec.batch,) if variant.family == "resnet3d" else (spec.batch, *spec.input_shape[1:])
-        target = torch.randint(0, num_classes, target_shape, device=device, generator=generator)
+        target = _target(spec, variant, device, generator)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
         criterion = torch.nn.CrossEntropyLoss()
 

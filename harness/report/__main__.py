@@ -79,7 +79,7 @@ def build(paths=None, out: Path = RESULTS / "report") -> list[Path]:
     if claims_path.exists():
         (out / "reproduction.md").write_text(reproduction.build(json.loads(claims_path.read_text()), results))
         written.append(out / "reproduction.md")
-    if update_readme(md):
+    if out.resolve() == (RESULTS / "report").resolve() and update_readme(md):  # only the committed report
         written.append(README)
     return written
 
