@@ -34,8 +34,13 @@ def op_histogram(name: str, shape) -> dict[str, int]:
 
 
 def fact_shape(name: str) -> tuple[int, ...]:
+    """One sample at the smallest cubic (square) size from 16 (32 in 2D) that the variant runs in both modes."""
+    from .profiles import smallest_runnable
+
     variant = get_variant(name)
-    return (1, variant.example_input[1]) + (16 if variant.spatial_dims == 3 else 32,) * variant.spatial_dims
+    dims = variant.spatial_dims
+    return (1, variant.example_input[1]) + (smallest_runnable(name, variant.example_input[1], 16 if dims == 3 else 32,
+                                                                2, dims, ""),) * dims
 
 
 def variant_facts(name: str) -> dict:
@@ -53,8 +58,10 @@ def variant_facts(name: str) -> dict:
     }
 
 
-def collect(models: str = "*") -> dict[str, dict]:
-    return {name: variant_facts(name) for name in list_models(models)}
+def collect(models: str | list[str] = "*") -> dict[str, dict]:
+    """Facts of the variants matching a pattern (the article's only) or of the names given."""
+    names = list_models(models, sources=("article",)) if isinstance(models, str) else models
+    return {name: variant_facts(name) for name in names}
 
 
 def differences(before: dict, after: dict) -> list[dict]:

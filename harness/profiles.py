@@ -72,7 +72,7 @@ def best_options(device: str) -> dict:
     return dict(BEST[device])
 
 
-def _smallest_runnable(name: str, channels: int, size: int, batch: int, dims: int, overrides: str) -> int:
+def smallest_runnable(name: str, channels: int, size: int, batch: int, dims: int, overrides: str) -> int:
     """The smallest cubic size from ``size`` up that the variant runs in inference and training (the
     smoke profile's tiny point must be one every variant can take: nnU-Net's networks need 32, say)."""
     from .envelope import check
@@ -116,7 +116,7 @@ def specs(profile: str, device: str, models: str | list[str] = "*", families: tu
         channels = variant.example_input[1]
         for (size, batch) in chosen.points(variant.spatial_dims, device):
             if chosen.fit_sizes:
-                size = _smallest_runnable(name, channels, size, batch, variant.spatial_dims, options.get("overrides", ""))
+                size = smallest_runnable(name, channels, size, batch, variant.spatial_dims, options.get("overrides", ""))
             for mode in chosen.modes:
                 for precision in precisions:
                     spec = BenchSpec(name, (channels,) + (size,) * variant.spatial_dims, batch, mode, device,

@@ -39,7 +39,10 @@ from pathlib import Path
 import torch
 
 from . import environment, facts
-from .registry import get_variant, list_models
+from .facts import fact_shape
+from .profiles import select_models
+from .registry import get_variant
+from .user_models import register_reference
 from .options import OptionError, require_device, require_fraction, require_models, require_positive
 from .options import report as report_option_error
 from .store.csvfile import read_rows
@@ -51,12 +54,12 @@ OUT = RESULTS_ROOT / "regress" / "latest.json"
 EXIT_OK, EXIT_REGRESSION, EXIT_CANNOT_JUDGE = 0, 1, 3
 
 
-def quick_specs(models: str, device: str, modes=("inference", "train")) -> list[dict]:
-    """Small configurations: every matching variant, inference (batch 1) and a training step (batch 2)."""
+def quick_specs(names: list[str], device: str, modes=("inference", "train")) -> list[dict]:
+    """Small configurations: every chosen variant, inference (batch 1) and a training step (batch 2)."""
     specs = []
-    for name in list_models(models):
+    for name in names:
         variant = get_variant(name)
-        size = (16,) * 3 if variant.spatial_dims == 3 else (64,) * 2
+        size = fact_shape(name)[2:] if variant.spatial_dims == 3 else (64,) * 2
         for mode, batch in (("inference", 1), ("train", 2)):
             if mode not in modes:
                 continue
@@ -97,9 +100,10 @@ def judge(replicates: list[list[float]], min_effect: float) -> dict:
 # --- two trees, two workers ------------------------------------------------------------------------
 
 class Worker:
-    def __init__(self, tree: Path, threads: int):
+    def __init__(self, tree: Path, threads: int, user_models: list[str] = ()):
         # Passive OpenMP waiting: an idle worker's threads must not spin on the cores the other one times.
-        env = {**os.environ, "PYTHONPATH": str(tree), "OMP_WAIT_POLICY": "PASSIVE"}
+        env = {**os.environ, "PYTHONPATH": str(tree), "OMP_WAIT_POLICY": "PASSIVE",
+               "HARNESS_USER_MODELS": "\n".join(user_models)}
         self.process = subprocess.Popen([sys.executable, "-m", "harness.regress_worker", str(threads)], cwd=tree,
                                         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -180,16 +184,16 @@ def combine(spec: dict, parts: list[dict], min_effect: float, mem_tolerance: flo
 
 
 def against_ref(args) -> dict:
-    specs = quick_specs(args.models, args.device, args.modes)
+    specs = quick_specs(args.names, args.device, args.modes)
     parts: list[list[dict]] = [[] for _ in specs]
     fact_rows = None
     with worktree(args.against) as (tree, commit):
         for replicate in range(1, args.replicates + 1):
-            old, new = Worker(tree, args.threads), Worker(REPO, args.threads)
+            old, new = Worker(tree, args.threads, args.model), Worker(REPO, args.threads, args.model)
             try:
                 if fact_rows is None:
-                    fact_rows = facts.differences(old.ask(cmd="facts", models=args.models)["facts"],
-                                                  new.ask(cmd="facts", models=args.models)["facts"])
+                    fact_rows = facts.differences(old.ask(cmd="facts", models=args.names)["facts"],
+                                                  new.ask(cmd="facts", models=args.names)["facts"])
                 for i, spec in enumerate(specs):
                     part = interleaved(old, new, spec, args.blocks, args.rounds)
                     parts[i].append(part)
@@ -235,7 +239,7 @@ def against_baseline(args) -> dict:
     here = environment.capture(args.device)
     same_machine = environment.fingerprint(baseline_env) == environment.fingerprint(here)
     fact_rows, timing_rows = [], []
-    for spec in quick_specs(args.models, args.device, args.modes):
+    for spec in quick_specs(args.names, args.device, args.modes):
         key = (spec["model"], "x".join(map(str, spec["input_shape"])), str(spec["batch"]), spec["mode"])
         if key not in rows:
             continue
@@ -266,13 +270,19 @@ def against_baseline(args) -> dict:
 def deterministic_only(args) -> dict:
     if args.update_facts:
         FACTS_SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
-        FACTS_SNAPSHOT.write_text(json.dumps(facts.collect(args.models), indent=1, sort_keys=True) + "\n")
+        kept = json.loads(FACTS_SNAPSHOT.read_text()) if FACTS_SNAPSHOT.exists() else {}
+        snapshot = {**kept, **facts.collect(args.names)}  # other variants' facts stay as they were
+        FACTS_SNAPSHOT.write_text(json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
         print(f"wrote {FACTS_SNAPSHOT}")
         return {}
     if not FACTS_SNAPSHOT.exists():
         return {"mode": "facts", "cannot_judge": f"no snapshot at {FACTS_SNAPSHOT}; create it with --update-facts"}
     before = json.loads(FACTS_SNAPSHOT.read_text())
-    now = facts.collect(args.models)
+    now = facts.collect(args.names)
+    missing = sorted(set(now) - set(before))
+    if missing:
+        return {"mode": "facts", "cannot_judge": f"no facts for {', '.join(missing)} in {FACTS_SNAPSHOT}; record "
+                f"them with --update-facts (and the same --model/--models) and commit the file"}
     before = {k: v for k, v in before.items() if k in now}
     return {"mode": "facts", "facts": facts.differences(before, now), "timings": [], "timings_judged": False,
             "note": "facts only (--deterministic-only)"}
@@ -317,7 +327,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="RUN_DIR", help="committed run to compare with (default: newest)")
     p.add_argument("--deterministic-only", action="store_true", help="facts only, against the snapshot")
     p.add_argument("--update-facts", action="store_true", help="rewrite results/regress/facts.json")
-    p.add_argument("--models", default="*", help="shell pattern over variant names")
+    p.add_argument("--models", help="shell pattern over variant names (default: the article's variants, or only "
+                   "your --model ones when given)")
+    p.add_argument("--model", action="append", default=[], metavar="REF",
+                   help="your own model, package.module:function or path/to/file.py:function (repeatable); a "
+                   "relative path resolves in each compared tree, so --against compares your file's versions")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--replicates", type=int, default=2,
                    help="fresh pairs of worker processes, one after the other (--against)")
@@ -335,7 +349,9 @@ def parser() -> argparse.ArgumentParser:
 
 def check_options(args) -> None:
     """Refuse bad options before any worker starts or model is built."""
-    require_models(args.models)
+    if args.models is not None:
+        require_models(args.models)
+    args.names = select_models("cpu", args.models, tuple(register_reference(r) for r in args.model))
     require_device(args.device)
     for option in ("replicates", "blocks", "rounds", "threads"):
         require_positive(f"--{option}", getattr(args, option))

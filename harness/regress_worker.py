@@ -7,6 +7,7 @@ tree as working directory, so ``reference_models`` is that tree's.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import torch
@@ -19,7 +20,11 @@ def main() -> None:
     from .measure.timing import time_step
     from .measure.workload import prepare
 
+    from .user_models import register_reference
+
     torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads())
+    for reference in filter(None, os.environ.get("HARNESS_USER_MODELS", "").split("\n")):
+        register_reference(reference)  # relative paths resolve in this tree, the worker's working directory
     workload = None
     out = sys.stdout
     sys.stdout = sys.stderr  # anything the models print must not corrupt the protocol

@@ -27,6 +27,14 @@ CASES = [
     ("regress-modes-unknown", [sys.executable, "-m", "harness.regress", "--modes", "infer"], ["--modes takes"]),
     ("report-missing-run", [sys.executable, "-m", "harness.report", "/nonexistent/run"], ["no results.csv"]),
     ("show-unknown-model", [sys.executable, "-m", "harness", "show", "nosuch"], ["unknown model 'nosuch'"]),
+    ("bench-model-no-file", BENCH + ["--model", "/nonexistent/nets.py:build"], ["no such file", "Way out"]),
+    ("bench-model-no-function", BENCH + ["--model", "harness.peers:nosuch"], ["has no 'nosuch'", "Way out"]),
+    ("bench-model-not-a-module", BENCH + ["--model", "harness.peers:available"], ["failed with TypeError"]),
+    ("bench-set-unknown-argument", BENCH + ["--models", "unet3d", "--set", "widthx=3"], ["unknown constructor"]),
+    ("bench-exec-mode-cudagraphs-cpu", BENCH + ["--device", "cpu", "--exec-mode", "cudagraphs"],
+     ["--exec-mode cudagraphs needs --device cuda"]),
+    ("regress-model-no-module", [sys.executable, "-m", "harness.regress", "--deterministic-only", "--model", "nosuchmod:f"],
+     ["no such module"]),
 ]
 try:
     import torch

@@ -15,7 +15,7 @@ import pandas as pd
 from ..store.csvfile import read_rows
 from ..store.schema import KEY_COLUMNS, RENAMED_COLUMNS, RESULT_COLUMNS, RUNS_ROOT as RUNS, exec_mode_of
 
-TEXT_COLUMNS = ["model", "overrides", "input_shape", "mode", "device", "dtype", "exec_mode", "memory_kind", "error",
+TEXT_COLUMNS = ["model", "source", "overrides", "input_shape", "mode", "device", "dtype", "exec_mode", "memory_kind", "error",
                 "uncalled_modules", "zero_mac_ops", "unsupported_ops", "output_shape", "device_name", "cpu",
                 "git_commit", "run_id", "finished_at", "torch", "cuda", "cudnn", "gpu_driver", "platform",
                 "python"]
@@ -50,6 +50,8 @@ def _upgrade(frame: pd.DataFrame) -> pd.DataFrame:
     (kept; ``step_ms`` stays empty, since no back-to-back blocks were timed); ``compile`` became
     ``exec_mode``; rows of runs without warm-up count as not measured."""
     frame = frame.rename(columns={old: new for old, new in RENAMED_COLUMNS.items() if new not in frame})
+    if "source" not in frame:
+        frame["source"] = "article"  # runs before peers and user models held the article's variants only
     if "exec_mode" not in frame:
         frame["exec_mode"] = [exec_mode_of(row) for row in frame.to_dict("records")]
     if "warm" not in frame:

@@ -55,7 +55,42 @@ def build(claims: dict, results: pd.DataFrame) -> str:
               "(e.g. unet3d at (1, 1, 16, 16, 17)); the 2D UNet pads correctly. The ResNet-encoder UNet, by "
               "contrast, accepts inputs as small as 1×1×1 when every size agrees in parity.", ""]
     lines += _counter_findings(results)
+    lines += peer_comparison(results)
     return "\n".join(lines) + "\n"
+
+
+def peer_comparison(results: pd.DataFrame) -> list[str]:
+    """The article's models against MONAI's and nnU-Net's networks at equal input and batch, from the
+    measured rows (only points where a peer and an article model were both measured in both modes)."""
+    ok = results[results["ok"] & (results["spatial_dims"] == 3)]
+    if ok.empty or not (ok["source"] == "peer").any():
+        return ["## The article's networks beside the peers", "",
+                "No committed run measures MONAI's or nnU-Net's networks yet: run `nox -s bench -- --profile peers` "
+                "(with the peers extra installed) and commit the run.", ""]
+    lines = ["## The article's networks beside the peers", "",
+             "Measured at equal input and batch (throughput from back-to-back steps; training = forward, "
+             "cross-entropy, backward, SGD). Peers are built by their own libraries with the settings in "
+             "`harness/peers.py`.", ""]
+    setting = ["device_name", "dtype", "exec_mode", "channels_last", "input_shape", "batch"]
+    for key, point in ok.groupby(setting, sort=True):
+        both = point.groupby("model")["mode"].nunique()
+        point = point[point["model"].isin(both[both == 2].index)]
+        if not ((point["source"] == "peer").any() and (point["source"] == "article").any()):
+            continue
+        device_name, dtype, exec_mode, _, shape, batch = key
+        lines += [f"### {device_name}, {dtype}, {exec_mode}: input {shape}, batch {batch}", "",
+                  "| Network | Source | Params (M) | Train GFLOP/step | Train samples/s | Inference samples/s "
+                  "| Peak mem. train (MB) |", "|---|---|---|---|---|---|---|"]
+        for _, by_model in point.sort_values(["source", "model_order"]).groupby(["source", "model_order"], sort=False):
+            train = by_model[by_model["mode"] == "train"].iloc[0]
+            inference = by_model[by_model["mode"] == "inference"].iloc[0]
+            flop = "" if pd.isna(train["step_gflop"]) else f"{train['step_gflop']:.1f}"
+            lines.append(f"| {train['model']} | {train['source']} | {train['params_total'] / 1e6:.1f} | {flop} | "
+                         f"{train['samples_per_s']:.2f} | {inference['samples_per_s']:.2f} | {train['peak_mem_mb']:.0f} |")
+        lines.append("")
+    if len(lines) == 5:
+        lines += ["No point has a peer and an article network measured in both modes.", ""]
+    return lines
 
 
 def _counter_findings(results: pd.DataFrame) -> list[str]:

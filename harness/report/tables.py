@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 BASELINE = "unet3d"
+SOURCE_LABELS = {"article": "article", "peer": "peer", "user": "yours"}
+SOURCE_ORDER = {"article": 0, "peer": 1, "user": 2}
 
 
 def reference_point(rows: pd.DataFrame) -> tuple[str, int] | None:
@@ -48,7 +50,8 @@ def comparison(df: pd.DataFrame) -> pd.DataFrame:
             rows.append({
                 "device": device, "device_name": device_name, "dtype": dtype, "spatial_dims": spatial_dims,
                 "exec_mode": exec_mode, "channels_last": channels_last,
-                "model": inf["model"], "model_order": model, "input_shape": shape, "batch": batch,
+                "model": inf["model"], "source": inf["source"], "model_order": model, "input_shape": shape,
+                "batch": batch,
                 "params_m": inf["params_total"] / 1e6, "params_used_m": inf["params_used"] / 1e6,
                 "gmacs": inf["gmacs"],
                 "inference_samples_per_s": inf["samples_per_s"], "inference_ms": inf["latency_ms"],
@@ -88,7 +91,8 @@ DISPLAY = {
 def display_table(group: pd.DataFrame) -> pd.DataFrame:
     """Human columns with fixed formatting (strings), so every output format shows the same digits."""
     out = pd.DataFrame({
-        "model": group["model"], "input_shape": group["input_shape"], "batch": group["batch"].map(str),
+        "model": [f"{m} ({SOURCE_LABELS[s]})" if s != "article" else m for m, s in zip(group["model"], group["source"])],
+        "input_shape": group["input_shape"], "batch": group["batch"].map(str),
         "params_m": group["params_m"].map("{:.1f}".format), "params_used_m": group["params_used_m"].map("{:.1f}".format),
         "gmacs": group["gmacs"].map("{:.2f}".format),
         "inference_samples_per_s": group["inference_samples_per_s"].map("{:.2f}".format),
@@ -120,7 +124,8 @@ def groups(table: pd.DataFrame):
     """(title, footnote, rows) per device, precision and execution setting, 3D before 2D."""
     for (device_name, dtype, exec_mode, channels_last), group in table.groupby(
             ["device_name", "dtype", "exec_mode", "channels_last"], sort=True):
-        group = group.sort_values(["spatial_dims", "model_order"], ascending=[False, True], kind="stable")
+        group = group.assign(source_order=group["source"].map(SOURCE_ORDER)).sort_values(
+            ["spatial_dims", "source_order", "model_order"], ascending=[False, True, True], kind="stable")
         first = group.iloc[0]
         memory = ("CUDA peak allocated" if first["memory_kind"] == "cuda_allocated"
                   else "rise of process peak RSS during the step")
@@ -132,5 +137,7 @@ def groups(table: pd.DataFrame):
                     f"back to back; latency is the median synchronized step with the interquartile range; "
                     f"MFU is achieved FLOP/s over this machine's measured matmul peak; memory is the {memory}; "
                     f"GMACs are multiply-adds per sample "
-                    f"(FLOPs = 2 × MACs). Ratios compare 3D variants with unet3d at the same point.")
+                    f"(FLOPs = 2 × MACs). Ratios compare 3D variants with unet3d at the same point; "
+                    f"(peer) marks networks built by MONAI or nnU-Net's dynamic-network-architectures, (yours) "
+                    f"models given with --model.")
         yield title, footnote, group

@@ -6,7 +6,7 @@ RESULTS_ROOT = Path(__file__).resolve().parents[2] / "results"
 RUNS_ROOT = RESULTS_ROOT / "runs"
 
 MEASURE_COLUMNS = [
-    "model", "overrides", "input_shape", "batch", "mode", "device", "dtype", "exec_mode", "channels_last",
+    "model", "source", "overrides", "input_shape", "batch", "mode", "device", "dtype", "exec_mode", "channels_last",
     "cudnn_benchmark", "warmup", "rounds", "blocks", "warm", "setup_s",
     "latency_ms", "latency_iqr_ms", "latency_p90_ms", "step_ms", "block_steps", "samples_per_s",
     "peak_mem_mb", "peak_reserved_mb", "memory_kind",

@@ -14,6 +14,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..registry import get_variant
 from ..spec import BenchSpec, Measurement, shape_text
 from .csvfile import drop_torn_tail, read_rows
 from .schema import ENV_COLUMNS, RESULT_COLUMNS, row_key
@@ -36,7 +37,8 @@ def _round(value, digits=4):
 def to_row(m: Measurement, env: dict, run_id: str) -> dict:
     spec, work = m.spec, m.work
     row = {
-        "model": spec.model, "overrides": spec.overrides, "input_shape": shape_text(spec.input_shape),
+        "model": spec.model, "source": get_variant(spec.model).source, "overrides": spec.overrides,
+        "input_shape": shape_text(spec.input_shape),
         "batch": spec.batch, "mode": spec.mode, "device": spec.device, "dtype": spec.precision,
         "exec_mode": spec.exec_mode, "channels_last": spec.channels_last, "cudnn_benchmark": spec.cudnn_benchmark,
         "warmup": spec.warmup, "rounds": spec.rounds, "blocks": spec.blocks,
