@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .models.unetpp import walk as _unetpp_walk
 from .registry import Shape, get_variant
 
 MODES = ("inference", "train")
@@ -29,6 +30,8 @@ FIXES = {
     "layers": "give four stage counts, e.g. layers=3,4,6,3",
     "shortcut-A-device": "use shortcut_type=B, or float32 without autocast and no_cuda=False on CUDA",
     "block": "use Bottleneck or BasicBlock",
+    "effb0-min-size": "make every spatial size at least 32 (EfficientNet-B0 halves each size five times)",
+    "unetpp-multiple": "use sizes that are multiples of 16 (unetpp3d) or of 32 (the EfficientNet-B0 variants)",
 }
 
 
@@ -217,6 +220,7 @@ def _walk_unet_resnet(args, shape, train, device, precision):
 
 _WALKERS = {"unet2d": _walk_unet, "unet3d": _walk_unet, "resnet3d": _walk_resnet,
             "unet3d-resnet": _walk_unet_resnet}
+_WALKERS["unetpp3d"] = _unetpp_walk  # harness/models/unetpp.py: UNet++ (not the article's code)
 
 
 # --- a supported shape nearby -----------------------------------------------------------------------

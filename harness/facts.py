@@ -34,8 +34,12 @@ def op_histogram(name: str, shape) -> dict[str, int]:
 
 
 def fact_shape(name: str) -> tuple[int, ...]:
+    """The smallest of 16 and 32 per side (3D; 2D: 32) the variant accepts (EfficientNet-B0 needs 32)."""
+    from .envelope import check
     variant = get_variant(name)
-    return (1, variant.example_input[1]) + (16 if variant.spatial_dims == 3 else 32,) * variant.spatial_dims
+    sizes = (16, 32) if variant.spatial_dims == 3 else (32,)
+    shapes = [(1, variant.example_input[1]) + (size,) * variant.spatial_dims for size in sizes]
+    return next((shape for shape in shapes if check(name, shape, suggest=False).supported), shapes[-1])
 
 
 def variant_facts(name: str) -> dict:

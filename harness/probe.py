@@ -17,6 +17,7 @@ STAGE_MODULES = {
     "unet3d": ("in_conv", "down1", "down2", "down3", "down4"),
     "resnet3d": ("relu", "layer1", "layer2", "layer3", "layer4"),
     "unet3d-resnet": ("relu", "layer1", "layer2", "layer3", "layer4"),
+    "unetpp3d": ("x0_0", "x1_0", "x2_0", "x3_0", "x4_0"),  # UNet++'s encoder column X(i,0)
 }
 
 

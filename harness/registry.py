@@ -145,3 +145,24 @@ for _depth, _layers in _RESNET_LAYERS.items():
     ))
 
 BASELINE = "unet3d"
+
+# ---------------------------------------------------------------------------------------------------
+# Not the article's code: UNet++ in 3D, the article's closing question (issue 12). harness/models/unetpp.py
+# says what each follows. The EfficientNet-B0 variants need MONAI (extra "unetpp").
+# ---------------------------------------------------------------------------------------------------
+from .models import unetpp as _upp  # noqa: E402
+
+_NEEDS_MONAI = "" if _upp.monai_available() else f" [unavailable: MONAI missing; {_upp.INSTALL}]"
+register(Variant(
+    "unetpp3d", "unetpp3d", _upp.UNetPlusPlus_3d,
+    dict(in_channels=1, num_classes=2, base_c=64, deep_supervision=False), (1, 1, 64, 64, 64),
+    "3D UNet++ (Zhou et al. 2018), the article's DoubleConv_3d blocks and base_c=64: the reference point",
+))
+for _name, _block, _what in (("unetpp3d-effb0", "conv", "DoubleConv_3d decoder"),
+                             ("unetpp3d-effb0-mbconv", "mbconv", "MBConv decoder (the answer's optional step)")):
+    register(Variant(
+        _name, "unetpp3d", _upp.EfficientUNetPlusPlus_3d,
+        dict(in_channels=1, num_classes=2, decoder_block=_block, decoder_channels=_upp.DECODER_CHANNELS,
+             deep_supervision=False), (1, 1, 64, 64, 64),
+        f"3D UNet++, MONAI EfficientNet-B0 encoder, {_what}{_NEEDS_MONAI}",
+    ))
