@@ -60,7 +60,8 @@ def build(claims: dict, results: pd.DataFrame) -> list[str]:
               f"({rows['device'].iloc[0]}), {int(rows['threads'].iloc[0])} threads, torch {rows['torch'].iloc[0]}; "
               f"runs {', '.join(sorted(set(rows['run_id'])))}. Throughput is time per step from back-to-back "
               "steps; training steps include backward and an SGD step; peak memory as the harness measures it on "
-              "this device.", "",
+              "this device. Each number is few samples (the `compare` profile: one warm-up step, two latency "
+              "samples, one throughput block), so differences under ~20% are within this machine's noise.", "",
               "| Variant | Mode | Latency (ms) | Step (ms) | Samples/s | Peak memory (MB) |", "|---|---|---|---|---|---|"]
     for mode in ("train", "inference"):
         for name in MODELS:
@@ -100,7 +101,7 @@ def _verdicts(ref: dict, var: dict, rows) -> list[str]:
     cost = [f"parameters {_m(eff['total'])} → {_m(mb['total'])} ({_ratio(mb['total'], eff['total'])})"]
     pays = None
     if rows is not None and len(rows):
-        for column, label in (("gmacs", "GMACs"), ("step_ms", "train step"), ("peak_mem_mb", "train peak memory")):
+        for column, label in (("gmacs", "GMACs"), ("step_ms", "train step (ms)"), ("peak_mem_mb", "train peak memory (MB)")):
             mode = "inference" if column == "gmacs" else "train"
             a, b = _get(rows, "unetpp3d-effb0", mode, column), _get(rows, "unetpp3d-effb0-mbconv", mode, column)
             if a and b:
