@@ -19,7 +19,7 @@ nox.options.sessions = ["tests"]
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 TORCH = os.environ.get("HARNESS_TORCH", "torch==2.13.0")
 BENCH_FILES = ["suites/test_benchmark_unet.py", "suites/test_benchmark_resnet.py",
-               "suites/test_benchmark_resnet_encoder.py"]
+               "suites/test_benchmark_resnet_encoder.py", "suites/test_benchmark_unetpp.py"]
 # Import name of each requirement, for the --no-venv check.
 IMPORT_NAMES = {"pytest-benchmark": "pytest_benchmark"}
 

@@ -11,9 +11,9 @@ import sys
 from .envelope import check, prober
 from .overrides import format_value, parse_overrides, parse_shape
 from .registry import get_variant, list_models
+from .store.schema import SOURCE_LABELS
 from .user_models import register_entry_points, register_reference
 
-SOURCE_LABELS = {"article": "article", "peer": "peer", "user": "yours"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +48,7 @@ def _list(pattern: str, references: list[str]) -> None:
         variant = get_variant(name)
         missing = variant.unavailable_reason()
         state = f"  [unavailable: {missing}]" if missing else ""
-        print(f"{name:26s} {SOURCE_LABELS[variant.source]:8s} {variant.description}{state}")
+        print(f"{name:26s} {SOURCE_LABELS[variant.source]:10s} {variant.description}{state}")
 
 
 def _show(name: str) -> None:

@@ -5,7 +5,10 @@
 - the article's central claim that ResNet stages line up with the UNet encoder, at its input and at
   the smallest inputs where it breaks;
 - its stated limits, run on CPU tensors, with the exact error each gives;
-- per variant, the smallest input hypothesis finds for each envelope constraint, run for real.
+- per variant, the smallest input hypothesis finds for each envelope constraint, run for real;
+- ``unetpp``: parameter counts behind the answer's "VGG16 138 M vs EfficientNet-B0 5.3 M" and of the
+  UNet++ variants' encoder alone and whole network (meta device; ``python -m harness.claims --only unetpp``
+  refreshes this section alone).
 Reports read this file; they never run models.
 """
 from __future__ import annotations
@@ -86,7 +89,7 @@ def minimal_failures(max_size: int = 48) -> list[dict]:
         shapes = st.tuples(st.integers(1, 2), st.just(channels),
                            *[st.integers(1, max_size)] * variant.spatial_dims)
         for mode in ("inference", "train"):
-            for constraint in ("min-size", "parity", "train-batchnorm"):
+            for constraint in ("min-size", "parity", "train-batchnorm", "effb0-min-size", "unetpp-multiple"):
                 def breaks(shape, constraint=constraint, mode=mode):
                     return check(name, shape, mode=mode, suggest=False).constraint == constraint
                 try:
@@ -112,10 +115,24 @@ def collect() -> dict:
         "stage_alignment": stage_alignment(),
         "stated_limits": stated_limits(),
         "minimal_failures": minimal_failures(),
+        "unetpp": unetpp_parameters(),
     }
 
 
-def main() -> None:
+def unetpp_parameters() -> dict:
+    from .models.param_facts import unetpp_parameters as count
+    return count()
+
+
+def main(argv=None) -> None:
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["--only", "unetpp"]:
+        evidence = json.loads(OUTPUT.read_text()) if OUTPUT.exists() else {}
+        evidence["unetpp"] = unetpp_parameters()
+        OUTPUT.write_text(json.dumps(evidence, indent=1) + "\n")
+        print(f"wrote the unetpp section of {OUTPUT}")
+        return
     evidence = collect()
     OUTPUT.write_text(json.dumps(evidence, indent=1) + "\n")
     failed = [c for c in evidence["printed_claims"] + evidence["stated_limits"] if not c["reproduced"]]

@@ -7,7 +7,11 @@ zero with a warning). They are given explicit handles, and the ops each handle c
 - counted as 0 MACs (no multiply-adds, or bookkeeping): max-pool, the strided identity of shortcut A
   (avg_pool3d with kernel 1), aten::pad, aten::sub (size arithmetic of the padding), the residual add_;
 - trilinear upsampling: 8 MACs per output element (fvcore counts bilinear as 4, one per corner);
-- adaptive average pooling: 1 MAC per input element (as fvcore counts the 2D one).
+- adaptive average pooling: 1 MAC per input element (as fvcore counts the 2D one);
+- UNet++ with EfficientNet-B0 (MBConv): the activations SiLU/Swish (aten::silu, silu_) and sigmoid, the
+  squeeze-excitation's channel scaling (aten::mul) and MBConv's residual aten::add: 0 MACs (elementwise,
+  no multiply-add); their calls are listed like the others. Depthwise convolutions need no handle:
+  fvcore's conv handle counts ``weight.numel()`` per output position, which is right for grouped ones.
 Anything still unsupported is recorded in ``unsupported_ops``; modules the forward never calls are
 recorded in ``uncalled_modules`` and their parameters are left out of ``params_used``.
 """
@@ -24,7 +28,7 @@ from fvcore.nn.jit_handles import elementwise_flop_counter, get_shape
 from torch.utils.flop_counter import FlopCounterMode
 
 ZERO_MAC_OPS = ("aten::max_pool2d", "aten::max_pool3d", "aten::avg_pool3d", "aten::pad", "aten::sub",
-                "aten::add_")
+                "aten::add_", "aten::add", "aten::mul", "aten::silu", "aten::silu_", "aten::sigmoid")
 
 
 def _upsample_trilinear(inputs, outputs):

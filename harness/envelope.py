@@ -19,6 +19,7 @@ import torch
 
 from .overrides import format_value
 from .probed_envelope import MetaProber
+from .models.unetpp import walk as _unetpp_walk
 from .registry import Shape, get_variant
 
 MODES = ("inference", "train")
@@ -40,6 +41,8 @@ FIXES = {
     "layers": "give four stage counts, e.g. layers=3,4,6,3",
     "shortcut-A-device": "use shortcut_type=B, or float32 without autocast and no_cuda=False on CUDA",
     "block": "use Bottleneck or BasicBlock",
+    "effb0-min-size": "make every spatial size at least 32 (EfficientNet-B0 halves each size five times)",
+    "unetpp-multiple": "use sizes that are multiples of 16 (unetpp3d) or of 32 (the EfficientNet-B0 variants)",
 }
 
 
@@ -360,7 +363,8 @@ def _walk_unet_resnet(args, shape, train, device, precision):
 
 
 # The hand-written interpreters, by the name a Family record gives in its ``envelope`` field.
-_WALKERS = {"unet": _walk_unet, "resnet": _walk_resnet, "unet-resnet": _walk_unet_resnet}
+_WALKERS = {"unet": _walk_unet, "resnet": _walk_resnet, "unet-resnet": _walk_unet_resnet,
+            "unetpp": _unetpp_walk}  # harness/models/unetpp.py: UNet++ (not the article's code)
 
 
 # --- models the harness did not hand-write: probed on the meta device -------------------------------

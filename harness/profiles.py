@@ -3,6 +3,7 @@
 - ``smoke``: one tiny point per variant and mode; the tests session runs it (each benchmark once).
 - ``cpu``: chosen when no GPU is present; small inputs, every variant, both modes; about 5 minutes
   of measuring on 2 cores.
+- ``compare``: one point (32³, batch 2), both modes: the UNet++ comparison on a 2-core CPU.
 - ``paper``: for GPUs; the article's input sizes and larger, several batch sizes, fp32 and bf16.
 
 ``smoke`` has no warm-up: its rows exercise the code and are marked ``warm=False``, which keeps them
@@ -47,6 +48,9 @@ PROFILES = {
     "cpu": Profile("cpu", ((16, 1), (16, 2), (32, 1), (32, 2)), ((64, 1), (64, 2), (128, 1), (128, 2)),
                    warmup=1, rounds=5, blocks=2,
                    description="small inputs for a 2-core machine without GPU"),
+    "compare": Profile("compare", ((32, 2),), ((128, 2),), warmup=1, rounds=2, blocks=1,
+                       description="one common point (3D: 32^3, batch 2; the smallest every 3D variant trains at) "
+                                   "to compare heavy variants on a 2-core CPU"),
     "paper": Profile("paper", ((64, 1), (64, 2), (64, 4), (96, 1), (128, 1), (128, 2)),
                      ((224, 1), (224, 4), (512, 1), (512, 4)), precisions=("fp32", "bf16"),
                      warmup=5, rounds=20, blocks=5, description="the article's sizes and larger, on a GPU"),

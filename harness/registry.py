@@ -241,3 +241,28 @@ def _register_peers() -> None:
 _register_peers()
 
 BASELINE = "unet3d"
+
+# ---------------------------------------------------------------------------------------------------
+# Not the article's code: UNet++ in 3D, the article's closing question (issue 12). harness/models/unetpp.py
+# says what each follows. The EfficientNet-B0 variants need MONAI (extra "unetpp").
+# ---------------------------------------------------------------------------------------------------
+from .models import unetpp as _upp  # noqa: E402
+
+# UNet++ answers the article's closing question: its own source ("follow-up"), so the article's sweeps and
+# regression facts do not carry it unless asked (``--models 'unetpp3d*'``, ``--profile compare``).
+_UNETPP_STAGES = ("x0_0", "x1_0", "x2_0", "x3_0", "x4_0")  # UNet++'s encoder column X(i,0)
+register_family(Family("unetpp3d", "follow-up", _UNETPP_STAGES, envelope="unetpp"))
+register_family(Family("unetpp3d-effb0", "follow-up", _UNETPP_STAGES, envelope="unetpp", library="monai"))
+register(Variant(
+    "unetpp3d", "unetpp3d", _upp.UNetPlusPlus_3d,
+    dict(in_channels=1, num_classes=2, base_c=64, deep_supervision=False), (1, 1, 64, 64, 64),
+    "3D UNet++ (Zhou et al. 2018), the article's DoubleConv_3d blocks and base_c=64: the reference point",
+))
+for _name, _block, _what in (("unetpp3d-effb0", "conv", "DoubleConv_3d decoder"),
+                             ("unetpp3d-effb0-mbconv", "mbconv", "MBConv decoder (the answer's optional step)")):
+    register(Variant(
+        _name, "unetpp3d-effb0", _upp.EfficientUNetPlusPlus_3d,
+        dict(in_channels=1, num_classes=2, decoder_block=_block, decoder_channels=_upp.DECODER_CHANNELS,
+             deep_supervision=False), (1, 1, 64, 64, 64),
+        f"3D UNet++, MONAI EfficientNet-B0 encoder, {_what}",
+    ))

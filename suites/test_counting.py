@@ -37,8 +37,9 @@ def test_used_parameters_leave_out_exactly_the_never_called_modules(counted):
     if get_variant(name).family == "unet3d-resnet":
         assert "down4" in work.uncalled_modules
         assert work.params_total - work.params_used == sum(p.numel() for p in model.down4.parameters())
-    else:
-        assert work.uncalled_modules == () and work.params_used == work.params_total
+    else:  # containers iterated rather than called (MONAI's EfficientNet blocks) may be listed, holding nothing
+        assert work.params_used == work.params_total
+        assert not [n for n in work.uncalled_modules if list(model.get_submodule(n).parameters(recurse=False))]
 
 
 def test_trilinear_upsampling_is_counted_as_8_macs_per_output_element():

@@ -56,6 +56,8 @@ def build(claims: dict, results: pd.DataFrame) -> str:
               "contrast, accepts inputs as small as 1×1×1 when every size agrees in parity.", ""]
     lines += _counter_findings(results)
     lines += peer_comparison(results)
+    from . import unetpp  # the closing question, answered (issue 12)
+    lines += unetpp.build(claims, results)
     return "\n".join(lines) + "\n"
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..store.schema import SOURCE_LABELS
+
 BASELINE = "unet3d"
-SOURCE_LABELS = {"article": "article", "peer": "peer", "user": "yours"}
-SOURCE_ORDER = {"article": 0, "peer": 1, "user": 2}
+SOURCE_ORDER = {source: i for i, source in enumerate(SOURCE_LABELS)}
 
 
 def reference_point(rows: pd.DataFrame) -> tuple[str, int] | None:
@@ -138,6 +139,6 @@ def groups(table: pd.DataFrame):
                     f"MFU is achieved FLOP/s over this machine's measured matmul peak; memory is the {memory}; "
                     f"GMACs are multiply-adds per sample "
                     f"(FLOPs = 2 × MACs). Ratios compare 3D variants with unet3d at the same point; "
-                    f"(peer) marks networks built by MONAI or nnU-Net's dynamic-network-architectures, (yours) "
-                    f"models given with --model.")
+                    f"(peer) marks networks built by MONAI or nnU-Net's dynamic-network-architectures, (follow-up) "
+                    f"the UNet++ variants answering the article's closing question, (yours) models given with --model.")
         yield title, footnote, group

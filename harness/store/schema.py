@@ -2,6 +2,9 @@
 README) and what makes two rows the same configuration. No torch here, so reports read results without it."""
 from pathlib import Path
 
+# Where a variant comes from, as tables and listings label it (Family.source), in display order.
+SOURCE_LABELS = {"article": "article", "follow-up": "follow-up", "peer": "peer", "user": "yours"}
+
 RESULTS_ROOT = Path(__file__).resolve().parents[2] / "results"
 RUNS_ROOT = RESULTS_ROOT / "runs"
 
