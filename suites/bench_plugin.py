@@ -26,6 +26,24 @@ from harness.store.schema import RUNS_ROOT
 from harness.store.writer import RunStore, new_run_id
 
 
+def _refuse_broken_pytest_benchmark() -> None:
+    """pytest-benchmark 5.2.3 and older fail at collection under pytest 9.2 and later: say so, and how to fix it."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    plugin, runner = version("pytest-benchmark"), version("pytest")
+    if Version(plugin) < Version("5.3") and Version(runner) >= Version("9.2"):
+        raise pytest.UsageError(
+            f"pytest-benchmark {plugin} does not work with pytest {runner}: pytest-benchmark 5.2.3 and older fail "
+            "at collection under pytest 9.2 and later (\"'Function' object has no attribute '_nodeid'\"). Install "
+            "pytest-benchmark 5.3 or later (`python -m pip install 'pytest-benchmark>=5.3'`, which needs pytest>=8.1), "
+            "or keep pytest below 9.2 (`python -m pip install 'pytest<9.2'`).")
+
+
+_refuse_broken_pytest_benchmark()
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("harness", "benchmark harness")
     group.addoption("--profile", choices=sorted(PROFILES), help="sweep profile (default: paper on a GPU, "
