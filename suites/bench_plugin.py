@@ -18,6 +18,7 @@ from harness.measure import WorkCache, find_max_batch, measure
 from harness.measure.timing import time_step
 from harness.options import (OptionError, require_cuda_for, require_device, require_models, require_new_run,
                              require_positive, require_run)
+from harness.launch.shards import parse_shard, select
 from harness.profiles import PROFILES, best_options, default_profile, specs
 from harness.store.schema import RUNS_ROOT
 from harness.store.writer import RunStore, new_run_id
@@ -47,6 +48,8 @@ def pytest_addoption(parser):
     group.addoption("--resume", metavar="RUN_ID", help="continue a run: skip configurations it already has")
     group.addoption("--resume-mixed", action="store_true", help="resume even where the device, profile, "
                     "precision or machine differ from the run's first attempt (rows then are not comparable)")
+    group.addoption("--shard", metavar="I/N", help="measure only shard I of N of the sweep (0 <= I < N): a "
+                    "deterministic split by configuration key; python -m harness.launch runs every shard")
     group.addoption("--runs-root", help=f"where runs go (default {RUNS_ROOT}; a temporary folder when "
                     "benchmarks are disabled)")
 
@@ -77,7 +80,8 @@ def bench_specs(config, families) -> list:
         options["exec_mode"] = exec_mode
     if config.getoption("--no-cudnn-benchmark"):
         options["cudnn_benchmark"] = False
-    return specs(_profile(config), _device(config), config.getoption("--models"), families, **options)
+    found = specs(_profile(config), _device(config), config.getoption("--models"), families, **options)
+    return select(found, *parse_shard(config.getoption("--shard"))) if config.getoption("--shard") else found
 
 
 def _runs_root(config) -> Path:
@@ -91,7 +95,7 @@ def run_options(config) -> dict:
             "warmup": config.getoption("--warmup"), "blocks": config.getoption("--blocks"),
             "channels_last": config.getoption("--channels-last"), "exec_mode": _exec_mode(config),
             "cudnn_benchmark": not config.getoption("--no-cudnn-benchmark"),
-            "threads": config.getoption("--threads") or torch.get_num_threads()}
+            "threads": config.getoption("--threads") or torch.get_num_threads(), "shard": config.getoption("--shard")}
 
 
 def check_options(config) -> None:
@@ -100,6 +104,8 @@ def check_options(config) -> None:
     if device:
         require_device(device)
     require_models(config.getoption("--models"))
+    if config.getoption("--shard") is not None:
+        parse_shard(config.getoption("--shard"))
     require_positive("--rounds", config.getoption("--rounds"))
     require_positive("--blocks", config.getoption("--blocks"))
     require_positive("--warmup", config.getoption("--warmup"), allow_zero=True)
