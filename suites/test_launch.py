@@ -177,6 +177,7 @@ def test_bad_launcher_options_exit_2_and_write_nothing(tmp_path, capsys, monkeyp
     assert "--workers must be" in _refused(["--workers", "-1"], capsys, runs)
     assert "launcher sets --shard" in _refused(["--shards", "2", "--run-id", "x"], capsys, runs)
     assert "no sweep of that name" in _refused(["--resume", "nope"], capsys, runs)
+    assert "--models 'nope' matches no variant" in _refused(["--shards", "2", "--models", "nope"], capsys, runs)
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
     if "submitit" in sys.modules or __import__("importlib").util.find_spec("submitit"):
         assert "no sbatch" in _refused(["--launcher", "slurm", "--shards", "2"], capsys, runs)

@@ -78,7 +78,11 @@ def check_pytest_args(pytest_args: list[str], shards: int) -> None:
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     if done.returncode in (2, 3, 4):
         lines = [line for line in (done.stderr + done.stdout).splitlines() if "error" in line.lower()]
-        raise OptionError(f"the shards would refuse these options: {(lines or ['pytest exit status 4'])[-1].strip()}")
+        reason = (lines or [f"pytest exit status {done.returncode}"])[-1].strip()
+        for prefix in ("Exit: ", "python -m pytest: ", "error: "):
+            reason = reason.removeprefix(prefix)
+        way_out = "" if "Way out" in reason else " Way out: see the benchmark options in the README (or pytest --help)."
+        raise OptionError(f"the shards would refuse these options: {reason}{way_out}")
 
 
 def _launcher_settings(opts, previous: dict, pytest_args: list[str]) -> dict:
