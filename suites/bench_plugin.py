@@ -122,6 +122,10 @@ def check_options(config) -> None:
         raise OptionError(f"--run-id {run_id!r} and --resume {resume!r} name two runs. Way out: give only --resume.")
     if resume:
         store = RunStore(require_run(root, resume), create=False)
+        if "merged_from" in store.first_record() or (store.run_dir / "launch.json").is_file():
+            raise OptionError(f"--resume {resume!r} is a sweep's merged run, which no single process measures. Way "
+                              f"out: python -m harness.launch --resume {resume} (or nox -s bench -- --launcher local "
+                              f"--resume {resume}) reruns the shards that did not finish.")
         conflicts = store.resume_conflicts(environment.capture(_device(config)), run_options(config))
         if conflicts and not config.getoption("--resume-mixed"):
             raise OptionError(f"--resume {resume!r} would mix rows that are not comparable with the run's "

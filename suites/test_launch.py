@@ -161,6 +161,9 @@ def test_local_launcher_shards_killed_and_resumed_equal_one_process(tmp_path):
     from harness.report.load import load_results
 
     assert len(load_results([runs / "sw"])) == len(merged)
+    wrong = subprocess.run([sys.executable, "-m", "pytest", "suites/test_benchmark_unet.py", "-p", "no:cacheprovider",
+                            "--runs-root", str(runs), "--resume", "sw"], cwd=REPO, capture_output=True, text=True)
+    assert wrong.returncode == 2 and "python -m harness.launch --resume sw" in wrong.stdout + wrong.stderr
 
 
 def _refused(argv, capsys, runs: Path) -> str:
