@@ -15,9 +15,6 @@ class ShardJob:
     log: str
     env: dict = field(default_factory=dict)  # e.g. CUDA_VISIBLE_DEVICES, set before the shard imports torch
 
-    def __call__(self) -> int:
-        return run_shard(self)
-
 
 def run_shard(job: ShardJob) -> int:
     """Run the shard to its end, output appended to its log; its exit status (negative: killed by a signal)."""
