@@ -138,14 +138,20 @@ def tests_gpu_image(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Measure speed, peak memory and MACs of every variant (cpu profile, or paper on a GPU), then report."""
-    install(session, "test", "peers", "unetpp")
     args = list(session.posargs)
+    # --launcher local|slurm|submitit-local: the sweep in shards (python -m harness.launch), merged into one run.
+    launcher = next((a.split("=", 1)[1] if "=" in a else args[i + 1] for i, a in enumerate(args)
+                     if a.split("=")[0] == "--launcher" and ("=" in a or i + 1 < len(args))), None)
+    install(session, "test", "peers", "unetpp", *(["cluster"] if launcher in ("slurm", "submitit-local") else []))
     if "--validate" in args:
         args.remove("--validate")
         session.run("python", "-m", "harness.validate", *args)
         return
-    session.run("python", "-m", "pytest", *BENCH_FILES, "-p", "no:cacheprovider",
-                "--benchmark-sort", "name", "--benchmark-columns", "median,iqr,rounds", *args)
+    if launcher:
+        session.run("python", "-m", "harness.launch", *args)
+    else:
+        session.run("python", "-m", "pytest", *BENCH_FILES, "-p", "no:cacheprovider",
+                    "--benchmark-sort", "name", "--benchmark-columns", "median,iqr,rounds", *args)
     session.run("python", "-m", "harness.claims")
     session.run("python", "-m", "harness.report")
 

@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from .envelope import check, prober
+from .launch.merge import add_merge_command, run_merge_command
 from .overrides import format_value, parse_overrides, parse_shape
 from .registry import get_variant, list_models
 from .store.schema import SOURCE_LABELS
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--mode", choices=("inference", "train"), default="inference")
     chk.add_argument("--device", default="cpu", help="cpu or cuda (matters for shortcut_type=A)")
     chk.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    add_merge_command(sub)
     return parser
 
 
@@ -68,6 +70,8 @@ def _show(name: str) -> None:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "merge":
+        return run_merge_command(args)
     try:
         register_entry_points()
         if args.command == "list":

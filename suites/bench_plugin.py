@@ -18,6 +18,7 @@ from harness.measure import WorkCache, find_max_batch, measure
 from harness.measure.timing import time_step
 from harness.options import (OptionError, require_cuda_for, require_device, require_models, require_new_run,
                              require_positive, require_run)
+from harness.launch.shards import parse_shard, select
 from harness.overrides import format_overrides, parse_overrides
 from harness.registry import get_variant
 from harness.profiles import PROFILES, best_options, default_profile, select_models, specs
@@ -74,6 +75,8 @@ def pytest_addoption(parser):
     group.addoption("--resume", metavar="RUN_ID", help="continue a run: skip configurations it already has")
     group.addoption("--resume-mixed", action="store_true", help="resume even where the device, profile, "
                     "precision or machine differ from the run's first attempt (rows then are not comparable)")
+    group.addoption("--shard", metavar="I/N", help="measure only shard I of N of the sweep (0 <= I < N): a "
+                    "deterministic split by configuration key; python -m harness.launch runs every shard")
     group.addoption("--runs-root", help=f"where runs go (default {RUNS_ROOT}; a temporary folder when "
                     "benchmarks are disabled)")
 
@@ -117,7 +120,8 @@ def bench_specs(config, families) -> list:
         options["exec_mode"] = exec_mode
     if config.getoption("--no-cudnn-benchmark"):
         options["cudnn_benchmark"] = False
-    return specs(_profile(config), _device(config), selected_models(config), families, **options)
+    found = specs(_profile(config), _device(config), selected_models(config), families, **options)
+    return select(found, *parse_shard(config.getoption("--shard"))) if config.getoption("--shard") else found
 
 
 def _runs_root(config) -> Path:
@@ -132,7 +136,7 @@ def run_options(config) -> dict:
             "warmup": config.getoption("--warmup"), "blocks": config.getoption("--blocks"),
             "channels_last": config.getoption("--channels-last"), "exec_mode": _exec_mode(config),
             "cudnn_benchmark": not config.getoption("--no-cudnn-benchmark"),
-            "threads": config.getoption("--threads") or torch.get_num_threads()}
+            "threads": config.getoption("--threads") or torch.get_num_threads(), "shard": config.getoption("--shard")}
 
 
 def check_options(config) -> None:
@@ -149,6 +153,8 @@ def check_options(config) -> None:
                           f"--models PATTERN or --model module:function (`python -m harness list`).")
     for name in selected:  # every --set argument must be one each selected builder takes
         get_variant(name).constructor_args(**overrides)
+    if config.getoption("--shard") is not None:
+        parse_shard(config.getoption("--shard"))
     require_positive("--rounds", config.getoption("--rounds"))
     require_positive("--blocks", config.getoption("--blocks"))
     require_positive("--warmup", config.getoption("--warmup"), allow_zero=True)
@@ -165,6 +171,10 @@ def check_options(config) -> None:
         raise OptionError(f"--run-id {run_id!r} and --resume {resume!r} name two runs. Way out: give only --resume.")
     if resume:
         store = RunStore(require_run(root, resume), create=False)
+        if "merged_from" in store.first_record() or (store.run_dir / "launch.json").is_file():
+            raise OptionError(f"--resume {resume!r} is a sweep's merged run, which no single process measures. Way "
+                              f"out: python -m harness.launch --resume {resume} (or nox -s bench -- --launcher local "
+                              f"--resume {resume}) reruns the shards that did not finish.")
         conflicts = store.resume_conflicts(environment.capture(_device(config)), run_options(config))
         if conflicts and not config.getoption("--resume-mixed"):
             raise OptionError(f"--resume {resume!r} would mix rows that are not comparable with the run's "

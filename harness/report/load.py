@@ -54,8 +54,9 @@ def _upgrade(frame: pd.DataFrame) -> pd.DataFrame:
         frame["source"] = "article"  # runs before peers and user models held the article's variants only
     if "exec_mode" not in frame:
         frame["exec_mode"] = [exec_mode_of(row) for row in frame.to_dict("records")]
-    if "warm" not in frame:
-        frame["warm"] = (frame["warmup"].fillna(0) >= 1) & (frame["error"] == "")
+    if "warm" not in frame:  # no record of warm-up at all (hand-made files): count the rows as measured
+        warmup = frame["warmup"].fillna(0) if "warmup" in frame else 1
+        frame["warm"] = (warmup >= 1) & (frame["error"] == "")
     frame["warm"] = frame["warm"].map(lambda v: str(v) == "True")
     for column in RESULT_COLUMNS:
         if column not in frame:

@@ -1,0 +1,101 @@
+"""A sweep's plan and its record on disk.
+
+A sweep ``S`` of ``N`` shards lives under the runs root as ``S-shard-i-of-N/`` (one ordinary run folder
+per shard, written by its own process, so no two shards ever write the same file) and ``S/``: the
+manifest ``launch.json`` (the shard command, the launcher's settings, each shard's last exit status),
+``logs/shard-i.log``, and, once every shard has finished, the merged run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..options import OptionError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = "launch.json"
+# pytest exit statuses of a session that ran to its end (1: some assertion failed, its row is recorded).
+FINISHED = (0, 1)
+
+
+def bench_files() -> list[str]:
+    """The benchmark suites a shard runs (the same files as ``nox -s bench``)."""
+    return sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "suites").glob("test_benchmark_*.py"))
+
+
+def pytest_command(pytest_args: list[str]) -> list[str]:
+    """A shard's command without the interpreter: the existing pytest path, so rows are real benchmark rows."""
+    return ["-m", "pytest", *bench_files(), "-p", "no:cacheprovider", "-q", *pytest_args]
+
+
+@dataclass
+class SweepPlan:
+    sweep_id: str
+    runs_root: Path
+    shards: int
+    command: list[str]  # arguments after the interpreter; the launcher adds --shard, --runs-root, --run-id/--resume
+    launcher: dict = field(default_factory=dict)  # launcher settings, recorded so --resume can reuse them
+    status: dict = field(default_factory=dict)  # str(shard index) -> {"returncode": int, "attempts": int}
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.runs_root) / self.sweep_id
+
+    def shard_run_id(self, index: int) -> str:
+        return f"{self.sweep_id}-shard-{index}-of-{self.shards}"
+
+    def shard_folder(self, index: int) -> Path:
+        return Path(self.runs_root) / self.shard_run_id(index)
+
+    def log_path(self, index: int) -> Path:
+        return self.folder / "logs" / f"shard-{index}.log"
+
+    def finished(self, index: int) -> bool:
+        return self.status.get(str(index), {}).get("returncode") in FINISHED
+
+    def pending(self) -> list[int]:
+        """Shards without a finished attempt: the only work a resume submits."""
+        return [i for i in range(self.shards) if not self.finished(i)]
+
+    def shard_argv(self, index: int) -> list[str]:
+        """The full command of one shard: a new run, or the resumption of its folder when one was started."""
+        started = (self.shard_folder(index) / "environment.json").is_file() or \
+            (self.shard_folder(index) / "results.csv").is_file()
+        run = ["--resume", self.shard_run_id(index)] if started else ["--run-id", self.shard_run_id(index)]
+        return [sys.executable, *self.command, "--shard", f"{index}/{self.shards}",
+                "--runs-root", str(self.runs_root), *run]
+
+    def record(self, index: int, returncode: int) -> None:
+        previous = self.status.get(str(index), {})
+        self.status[str(index)] = {"returncode": returncode, "attempts": previous.get("attempts", 0) + 1}
+        self.save()
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record = {k: v for k, v in asdict(self).items() if k != "runs_root"}
+        temporary = self.folder / (MANIFEST + ".tmp")
+        temporary.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        os.replace(temporary, self.folder / MANIFEST)
+
+    @classmethod
+    def load(cls, runs_root: Path, sweep_id: str) -> "SweepPlan":
+        path = Path(runs_root) / sweep_id / MANIFEST
+        if not path.is_file():
+            known = sorted(p.parent.name for p in Path(runs_root).glob(f"*/{MANIFEST}"))
+            raise OptionError(f"--resume {sweep_id!r}: there is no sweep of that name under {runs_root} (sweeps "
+                              f"there: {', '.join(known[-8:]) or 'none'}). Way out: give one of those names, or "
+                              f"leave out --resume to start a new sweep.")
+        record = json.loads(path.read_text())
+        return cls(runs_root=Path(runs_root), **record)
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "never started or its status was lost"
+    if returncode < 0:
+        return f"killed by signal {-returncode}"
+    return {0: "finished", 1: "finished, some checks failed", 2: "refused its options"}.get(
+        returncode, f"exit status {returncode}")

@@ -1,0 +1,41 @@
+"""Run a sweep's pending shards with the launcher its manifest names, then merge once every shard has
+finished. Shared by ``python -m harness.launch`` and the simulated sweep of suites/launch_evidence.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .local import run_local, slots
+from .merge import MergeResult, merge
+from .plan import SweepPlan, describe_exit
+from .slurm import ClusterSettings, run_array
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    ran: tuple[int, ...]  # the shards this call started
+    unfinished: tuple[int, ...]
+    merged: MergeResult | None
+
+
+def run_pending(plan: SweepPlan, progress=print) -> dict:
+    """Start the shards without a finished attempt; their exit statuses, as recorded in the manifest."""
+    pending = plan.pending()
+    settings = plan.launcher
+    if not pending:
+        return {}
+    if settings["launcher"] == "local":
+        return run_local(plan, pending, slots(settings.get("device"), settings.get("workers"), len(pending)), progress)
+    cluster = ClusterSettings(**settings.get("cluster", {}))
+    return run_array(plan, pending, cluster, local=settings["launcher"] == "submitit-local", progress=progress)
+
+
+def run_sweep(plan: SweepPlan, allow_mixed_machines: bool = False, progress=print) -> SweepOutcome:
+    ran = tuple(run_pending(plan, progress))
+    for index in ran:
+        progress(f"shard {index}/{plan.shards}: {describe_exit(plan.status[str(index)]['returncode'])} "
+                 f"({plan.shard_run_id(index)})")
+    unfinished = tuple(plan.pending())
+    if unfinished:
+        return SweepOutcome(ran, unfinished, None)
+    folders = [plan.shard_folder(i) for i in range(plan.shards) if (plan.shard_folder(i) / "results.csv").is_file()]
+    return SweepOutcome(ran, (), merge(folders, plan.folder, allow_mixed_machines=allow_mixed_machines))
