@@ -11,7 +11,8 @@ ARTICLE_NAMES = ["unet2d", "unet2d-transposed", "unet3d", "unet3d-trilinear", "r
 
 
 def test_every_article_variant_is_registered_in_order():
-    assert list_models() == ARTICLE_NAMES + ["unetpp3d", "unetpp3d-effb0", "unetpp3d-effb0-mbconv"]  # then ours
+    assert list_models(sources=("article",)) == ARTICLE_NAMES == list_models()[:len(ARTICLE_NAMES)]
+    assert list_models(sources=("follow-up",)) == ["unetpp3d", "unetpp3d-effb0", "unetpp3d-effb0-mbconv"]
     assert list_models("unet3d-resnet*") == ["unet3d-resnet50", "unet3d-resnet101", "unet3d-resnet152"]
 
 
