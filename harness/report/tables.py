@@ -92,7 +92,7 @@ DISPLAY = {
 def display_table(group: pd.DataFrame) -> pd.DataFrame:
     """Human columns with fixed formatting (strings), so every output format shows the same digits."""
     out = pd.DataFrame({
-        "model": [f"{m} ({SOURCE_LABELS[s]})" if s != "article" else m for m, s in zip(group["model"], group["source"])],
+        "model": [f"{m} ({SOURCE_LABELS.get(s, s)})" if s not in ("article", "") else m for m, s in zip(group["model"], group["source"])],
         "input_shape": group["input_shape"], "batch": group["batch"].map(str),
         "params_m": group["params_m"].map("{:.1f}".format), "params_used_m": group["params_used_m"].map("{:.1f}".format),
         "gmacs": group["gmacs"].map("{:.2f}".format),
@@ -125,7 +125,7 @@ def groups(table: pd.DataFrame):
     """(title, footnote, rows) per device, precision and execution setting, 3D before 2D."""
     for (device_name, dtype, exec_mode, channels_last), group in table.groupby(
             ["device_name", "dtype", "exec_mode", "channels_last"], sort=True):
-        group = group.assign(source_order=group["source"].map(SOURCE_ORDER)).sort_values(
+        group = group.assign(source_order=group["source"].map(SOURCE_ORDER).fillna(0)).sort_values(
             ["spatial_dims", "source_order", "model_order"], ascending=[False, True, True], kind="stable")
         first = group.iloc[0]
         memory = ("CUDA peak allocated" if first["memory_kind"] == "cuda_allocated"

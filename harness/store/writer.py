@@ -34,10 +34,19 @@ def _round(value, digits=4):
     return "" if value is None else round(value, digits)
 
 
+def _source(model: str) -> str:
+    """Where a variant comes from (article, follow-up, peer, user); empty for names the registry does not
+    know (simulated sweeps write rows of fake models)."""
+    try:
+        return get_variant(model).source
+    except KeyError:
+        return ""
+
+
 def to_row(m: Measurement, env: dict, run_id: str) -> dict:
     spec, work = m.spec, m.work
     row = {
-        "model": spec.model, "source": get_variant(spec.model).source, "overrides": spec.overrides,
+        "model": spec.model, "source": _source(spec.model), "overrides": spec.overrides,
         "input_shape": shape_text(spec.input_shape),
         "batch": spec.batch, "mode": spec.mode, "device": spec.device, "dtype": spec.precision,
         "exec_mode": spec.exec_mode, "channels_last": spec.channels_last, "cudnn_benchmark": spec.cudnn_benchmark,
