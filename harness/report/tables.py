@@ -92,7 +92,8 @@ DISPLAY = {
 def display_table(group: pd.DataFrame) -> pd.DataFrame:
     """Human columns with fixed formatting (strings), so every output format shows the same digits."""
     out = pd.DataFrame({
-        "model": [f"{m} ({SOURCE_LABELS.get(s, s)})" if s not in ("article", "") else m for m, s in zip(group["model"], group["source"])],
+        "model": [m if s in ("article", "") else f"{m} ({SOURCE_LABELS.get(s, s)})"
+                  for m, s in zip(group["model"], group["source"])],
         "input_shape": group["input_shape"], "batch": group["batch"].map(str),
         "params_m": group["params_m"].map("{:.1f}".format), "params_used_m": group["params_used_m"].map("{:.1f}".format),
         "gmacs": group["gmacs"].map("{:.2f}".format),
