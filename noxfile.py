@@ -27,6 +27,13 @@ BENCH_FILES = ["suites/test_benchmark_unet.py", "suites/test_benchmark_resnet.py
 # Import name of each requirement, for the --no-venv check.
 IMPORT_NAMES = {"pytest-benchmark": "pytest_benchmark", "dynamic-network-architectures": "dynamic_network_architectures",
                 "nvidia-ml-py": "pynvml"}
+# What the GPU-image set can break: the pytest plugin and benchmark suites (pytest, pytest-benchmark), the
+# hypothesis properties, the results store and reports (pandas). The model suites need none of those
+# versions and run under the newest and the oldest sets.
+GPU_IMAGE_SUITES = ("suites/test_benchmark_unet.py", "suites/test_benchmark_resnet.py", "suites/test_cli_options.py",
+                    "suites/test_faults.py", "suites/test_timing.py", "suites/test_results_store.py",
+                    "suites/test_report.py", "suites/test_launch.py", "suites/test_shape_properties.py",
+                    "suites/test_regress.py")
 # Installed without their declared dependencies: dynamic-network-architectures declares timm, and so
 # torchvision and another torch, which its UNets never import.
 NO_DEPS = {"dynamic-network-architectures"}
@@ -86,7 +93,7 @@ def _pins(constraints: str) -> dict[str, str]:
     return dict(line.split("==") for line in lines if line)
 
 
-def tests_with(session: nox.Session, deps: str) -> None:
+def tests_with(session: nox.Session, deps: str, suites: tuple[str, ...] = ("suites",)) -> None:
     """The suites, then a smoke bench, claims and report in a temporary copy of the tree, under constraints/DEPS.txt."""
     constraints = f"constraints/{deps}.txt"
     if isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
@@ -108,7 +115,7 @@ def tests_with(session: nox.Session, deps: str) -> None:
     session.run("python", "-m", "pip", "list", "--disable-pip-version-check", silent=False)
     args = session.posargs or []
     profile = [] if any(a.startswith("--hypothesis-profile") for a in args) else ["--hypothesis-profile", "ci"]
-    session.run("python", "-m", "pytest", "suites", "--benchmark-disable", *profile, *args)
+    session.run("python", "-m", "pytest", *suites, "--benchmark-disable", *profile, *args)
     # claims and report write under the tree's results/ (and the README): give them a copy of the tree.
     tree = Path(session.create_tmp()) / f"smoke-{deps}"
     shutil.rmtree(tree, ignore_errors=True)
@@ -131,8 +138,9 @@ def tests_oldest(session: nox.Session) -> None:
 
 @nox.session
 def tests_gpu_image(session: nox.Session) -> None:
-    """tests plus a smoke bench, claims and report with a stock GPU image's test tools (constraints/gpu-image.txt)."""
-    tests_with(session, "gpu-image")
+    """The suites that drive pytest, pytest-benchmark, hypothesis and pandas, plus a smoke bench, claims and
+    report, with a stock GPU image's test tools (constraints/gpu-image.txt)."""
+    tests_with(session, "gpu-image", GPU_IMAGE_SUITES)
 
 
 @nox.session

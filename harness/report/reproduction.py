@@ -55,10 +55,30 @@ def build(claims: dict, results: pd.DataFrame) -> str:
               "(e.g. unet3d at (1, 1, 16, 16, 17)); the 2D UNet pads correctly. The ResNet-encoder UNet, by "
               "contrast, accepts inputs as small as 1×1×1 when every size agrees in parity.", ""]
     lines += _counter_findings(results)
+    lines += flop_counter_agreement(results)
     lines += peer_comparison(results)
     from . import unetpp  # the closing question, answered (issue 12)
     lines += unetpp.build(claims, results)
     return "\n".join(lines) + "\n"
+
+
+def flop_counter_agreement(results: pd.DataFrame) -> list[str]:
+    """fvcore's forward MACs against FlopCounterMode's FLOPs of the timed inference step (whole batch):
+    the known factor is 2 (FLOPs = 2 x MACs); anything else is work one counter sees and the other not."""
+    rows = results[results["ok"] & (results["mode"] == "inference") & results["step_gflop"].notna()
+                   & results["gmacs"].notna()]
+    if rows.empty:
+        return []
+    lines = ["### Two counters, one forward pass", "",
+             "`step_gflop` (torch's FlopCounterMode over the timed step) against fvcore's `gmacs` (with the "
+             "harness's handles) for inference rows: the ratio FLOPs / (2 × MACs × batch) is 1 where both count "
+             "the same work.", "", "| Variant | Input | FLOPs / (2 × MACs × batch) |", "|---|---|---|"]
+    rows = rows.assign(ratio=rows["step_gflop"] / (2 * rows["gmacs"] * rows["batch"]))
+    for _, row in rows.drop_duplicates(["model", "input_shape"]).sort_values(["model_order", "elements"]).iterrows():
+        lines.append(f"| {row['model']} | {row['input_shape']} | {row['ratio']:.4f} |")
+    lines += ["", "Below 1: fvcore counts work FlopCounterMode does not (trilinear upsampling at 8 MACs per output "
+              "element, adaptive pooling); FlopCounterMode counts only convolutions and matrix products.", ""]
+    return lines
 
 
 def peer_comparison(results: pd.DataFrame) -> list[str]:
