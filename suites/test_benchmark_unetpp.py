@@ -2,7 +2,7 @@
 from bench_plugin import run_benchmark
 from harness.envelope import check
 
-FAMILIES = ("unetpp3d",)
+FAMILIES = ("unetpp3d", "unetpp3d-effb0")
 
 
 def test_benchmark(bench_spec, benchmark, bench_session):
