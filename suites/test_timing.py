@@ -99,3 +99,18 @@ def test_a_measured_row_has_both_timings_work_and_utilization():
 
 def test_the_cpu_peak_is_measured_not_typed_in():
     assert 0 < measure_peak_tflops("cpu", "fp32") < 1000
+
+
+def test_a_depthwise_convolution_backward_costs_twice_its_forward_not_groups_times_more():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from harness.measure.run import _conv_backward_flop
+
+    conv = torch.nn.Conv3d(64, 64, 3, padding=1, groups=64, device="meta")
+    x = torch.empty(2, 64, 8, 8, 8, device="meta", requires_grad=True)
+    with FlopCounterMode(display=False) as forward:
+        conv(x)
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}) as step:
+        conv(x).sum().backward()
+    assert step.get_total_flops() == 3 * forward.get_total_flops()

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from ..counting import WorkCount, count_work
 from ..envelope import check
@@ -22,11 +22,21 @@ from .workload import prepare
 Timer = Callable[[Callable[[], object], int, int], tuple]  # (step, warmup, rounds) -> raw seconds
 
 
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape=None, **_) -> int:
+    """Backward of a convolution: the input gradient and the weight gradient each cost what the forward
+    pass costs. torch's own formula (2.13) ignores ``groups`` there and counts a depthwise convolution's
+    backward as if it were dense (64x too much for 64 groups); the forward formula is right, so use it."""
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed=transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
 def step_flops(spec: BenchSpec) -> int:
     """FLOPs of one timed step (FlopCounterMode: forward, plus loss and backward in training; the SGD
     update is elementwise and FlopCounterMode counts none of it), on the meta device: exact and free."""
     workload = prepare(spec, device="meta")
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False,
+                         custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}) as counter:
         workload.run()
     return counter.get_total_flops()
 
