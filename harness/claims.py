@@ -122,11 +122,13 @@ def collect() -> dict:
         "stage_alignment": stage_alignment(),
         "stated_limits": stated_limits(),
         "minimal_failures": minimal_failures(),
-        "unetpp": unetpp_parameters(),
+        **({"unetpp": unetpp_parameters()} if not get_variant("unetpp3d-effb0").unavailable_reason() else {}),
     }
 
 
 def unetpp_parameters() -> dict:
+    """Encoder-alone and whole-network parameter counts of the UNet++ variants (needs MONAI; without it
+    the section is left out and the report says how to add it)."""
     from .models.param_facts import unetpp_parameters as count
     return count()
 

@@ -32,7 +32,8 @@ def build(claims: dict, results: pd.DataFrame) -> list[str]:
              "`DoubleConv_3d` or MONAI's `MBConvBlock` with the answer's settings) and measures it next to the "
              "article's unet3d and unet3d-resnet50.", ""]
     if not params:
-        return lines + ["*No `unetpp` section in `results/claims.json`: run `python -m harness.claims --only unetpp`.*", ""]
+        return lines + ["*No `unetpp` section in `results/claims.json`: install the unetpp extra (MONAI), then run "
+                        "`python -m harness.claims --only unetpp`.*", ""]
     ref, var = params["reference"], params["variants"]
     rows = _rows(results)
     first = rows.drop_duplicates("model").set_index("model") if len(rows) else pd.DataFrame()
