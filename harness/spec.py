@@ -72,15 +72,6 @@ class BenchSpec:
                 self.device, self.precision, self.channels_last, self.exec_mode)
 
 
-def _quantile_ms(times_s, q: float) -> float | None:
-    if not times_s:
-        return None
-    if len(times_s) == 1:
-        return 1e3 * times_s[0]
-    cuts = statistics.quantiles(times_s, n=100, method="inclusive")
-    return 1e3 * (statistics.median(times_s) if q == 0.5 else cuts[round(q * 100) - 1])
-
-
 @dataclass(frozen=True)
 class Measurement:
     """Raw samples of one configuration; every statistic is derived from them.
@@ -114,7 +105,7 @@ class Measurement:
 
     @property
     def latency_ms(self) -> float | None:
-        return _quantile_ms(self.latency_s, 0.5)
+        return 1e3 * statistics.median(self.latency_s) if self.latency_s else None
 
     @property
     def latency_iqr_ms(self) -> float | None:
@@ -125,7 +116,9 @@ class Measurement:
 
     @property
     def latency_p90_ms(self) -> float | None:
-        return _quantile_ms(self.latency_s, 0.9)
+        if len(self.latency_s) < 2:
+            return self.latency_ms
+        return 1e3 * statistics.quantiles(self.latency_s, n=10, method="inclusive")[-1]
 
     @property
     def step_ms(self) -> float | None:

@@ -135,7 +135,7 @@ def run_options(config) -> dict:
             "precision": config.getoption("--precision") or "profile", "rounds": config.getoption("--rounds"),
             "warmup": config.getoption("--warmup"), "blocks": config.getoption("--blocks"),
             "channels_last": config.getoption("--channels-last"), "exec_mode": _exec_mode(config),
-            "cudnn_benchmark": not config.getoption("--no-cudnn-benchmark"),
+            "cudnn_benchmark": _device(config) == "cuda" and not config.getoption("--no-cudnn-benchmark"),
             "threads": config.getoption("--threads") or torch.get_num_threads(), "shard": config.getoption("--shard")}
 
 
