@@ -82,7 +82,7 @@ def install(session: nox.Session, *extras: str, torch: bool = True) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run every suite once: faithfulness, shapes and envelope (hypothesis), benchmarks as tests."""
-    install(session, "test", "peers", "unetpp")
+    install(session, "test", "peers", "unetpp", "cluster")
     args = session.posargs or []
     profile = [] if any(a.startswith("--hypothesis-profile") for a in args) else ["--hypothesis-profile", "ci"]
     session.run("python", "-m", "pytest", "suites", "--benchmark-disable", *profile, *args)
@@ -183,3 +183,154 @@ def lint(session: nox.Session) -> None:
     """ruff over the project."""
     session.install("ruff")
     session.run("ruff", "check", "harness", "reference_models", "suites", "noxfile.py", *session.posargs)
+
+
+@nox.session
+def cluster(session: nox.Session) -> None:
+    """A real SLURM scheduler on this machine (scripts/slurm-local; as root it installs slurm-wlm and munge): a
+    sharded smoke sweep through --launcher slurm, one array task cancelled with scancel while it runs, the sweep
+    resumed and merged, then checked. The cluster is stopped whatever happens. ``-- --runs-root DIR`` keeps the
+    sweep's runs (shards and merged) in DIR; by default they go to a temporary folder, removed on success."""
+    import argparse
+    import csv
+    import json
+    import platform
+    import subprocess
+    import sys
+    import tempfile
+    import threading
+    import time
+
+    parser = argparse.ArgumentParser(prog="nox -s cluster --")
+    parser.add_argument("--runs-root", type=Path, help="keep the sweep's runs here (default: a temporary folder)")
+    opts = parser.parse_args(session.posargs)
+    install(session, "test", "cluster")
+    passthrough = isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv)
+    python = sys.executable if passthrough else str(Path(session.bin) / "python")
+    repo = Path(__file__).resolve().parent
+    script = repo / "scripts" / "slurm-local"
+    work = Path(tempfile.mkdtemp(prefix="harness-cluster-"))
+    runs = opts.runs_root.resolve() if opts.runs_root else work / "runs"
+    cluster_dir = work / "slurm"
+    sweep = f"cluster-{time.strftime('%Y%m%dT%H%M%S')}"
+    env = {**os.environ, "SLURM_CONF": str(cluster_dir / "slurm.conf")}
+    if not passthrough:
+        env = {**env, "VIRTUAL_ENV": str(Path(session.bin).parent), "PATH": session.bin + os.pathsep + env["PATH"]}
+    launch = [python, "-m", "harness.launch", "--runs-root", str(runs)]
+    started = time.monotonic()
+
+    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(list(args), env=env, cwd=repo, capture_output=True, text=True, timeout=timeout)
+
+    def check(condition: bool, what: str) -> None:
+        if not condition:
+            session.error(f"cluster check failed: {what} (runs kept in {runs})")
+        session.log(f"ok: {what}")
+
+    def shard_processes(run_id: str) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if entry.name.isdigit() and int(entry.name) != os.getpid() and any(run_id.encode() in a for a in argv):
+                found.append(int(entry.name))
+        return found
+
+    ok = False
+    process = None
+    try:
+        session.run(str(script), "start", "--dir", str(cluster_dir), external=True)
+        session.log(f"cluster up in {time.monotonic() - started:.1f}s ({cluster_dir}); runs go to {runs}")
+        # 1. The sweep, in the background: once an array task's shard is running (its log exists), scancel it.
+        sweep_cmd = [*launch, "--launcher", "slurm", "--shards", "3", "--gpus-per-task", "0", "--cpus-per-task", "1",
+                     "--time", "10", "--sweep", sweep, "--profile", "smoke", "--device", "cpu", "--models", "unet2d*",
+                     "--threads", "1"]
+        session.log(" ".join(sweep_cmd))
+        process = subprocess.Popen(sweep_cmd, env=env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
+        lines: list[str] = []
+
+        def echo() -> None:
+            for line in process.stdout:
+                lines.append(line)
+                print(f"  | {line}", end="", flush=True)
+
+        reader = threading.Thread(target=echo, daemon=True)
+        reader.start()
+        victim = None
+        deadline = time.monotonic() + 240
+        while victim is None and process.poll() is None and time.monotonic() < deadline:
+            listed = run("squeue", "--noheader", "--array", "--name", sweep, "--format=%i|%T").stdout.split()
+            for task, state in (item.split("|", 1) for item in listed if "|" in item):
+                shard = int(task.split("_")[1]) if task.split("_")[-1].isdigit() else -1
+                if state == "RUNNING" and shard >= 0 and (runs / sweep / "logs" / f"shard-{shard}.log").exists():
+                    cancel = run("scancel", task)
+                    check(cancel.returncode == 0, f"scancel {task}: shard {shard}, running {cancel.stderr.strip()}".strip())
+                    victim = (task, shard)
+                    break
+            time.sleep(0.1)
+        check(victim is not None, "an array task was running and was cancelled")
+        task, shard = victim
+        first_rc = process.wait(timeout=300)
+        reader.join(timeout=10)
+        output = "".join(lines)
+        check(first_rc == 1, f"the first pass exits 1 with shard {shard} unfinished (exit {first_rc})")
+        check("Traceback" not in output and "sacct" not in output, "no traceback and no sacct noise in its output")
+        check(f"array task {task} was cancelled (scheduler state CANCELLED)" in output,
+              f"the launcher reports array task {task} as cancelled")
+        check(f"--resume {sweep}" in output, "it says how to resume")
+        manifest = json.loads((runs / sweep / "launch.json").read_text())
+        status = manifest["status"][str(shard)]
+        check(status.get("scheduler_state") == "CANCELLED" and status["returncode"] not in (0, 1),
+              f"the manifest records shard {shard} as cancelled, not finished: {status}")
+        check(not (runs / sweep / "results.csv").exists(), "no merge while a shard is unfinished")
+        check(not shard_processes(f"{sweep}-shard-{shard}-of-3"), "scancel left none of the shard's processes")
+        first_tasks = {int(i): s.get("array_task") for i, s in manifest["status"].items()}
+
+        # 2. Resume: only the cancelled shard is submitted again, then the merge.
+        session.run(*launch, "--resume", sweep, env=env, external=True)
+        manifest = json.loads((runs / sweep / "launch.json").read_text())
+        attempts = {int(i): s["attempts"] for i, s in manifest["status"].items()}
+        check(attempts == {i: 2 if i == shard else 1 for i in range(3)}, f"only shard {shard} ran again: {attempts}")
+
+        # 3. Every configuration exactly once, each row with the SLURM job, array task and node it ran in.
+        keys = session.run("python", "-c", (
+            "import json, sys; sys.path[:0] = ['.', 'suites']\n"
+            "from harness.profiles import specs\n"
+            "from harness.store.csvfile import read_rows\n"
+            "from harness.store.schema import row_key\n"
+            "expected = [list(s.key) for s in specs('smoke', 'cpu', 'unet2d*', ('unet2d', 'unet3d'))]\n"
+            "merged = [list(row_key(r)) for r in read_rows(sys.argv[1]).rows]\n"
+            "print(json.dumps({'expected': expected, 'merged': merged}))"), str(runs / sweep / "results.csv"),
+            silent=True, log=False, env=env)
+        keys = json.loads(keys.strip().splitlines()[-1])
+        merged = [tuple(k) for k in keys["merged"]]
+        check(len(merged) == len(set(merged)) and set(merged) == {tuple(k) for k in keys["expected"]},
+              f"the merged run holds each of the {len(keys['expected'])} configurations exactly once")
+        with open(runs / sweep / "results.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        tasks = {i: {first_tasks.get(i), s.get("array_task")} for i, s in ((int(i), s) for i, s in
+                                                                            manifest["status"].items())}
+        # A one-task resubmission is a plain job (submitit submits no array of one): no array task id then.
+        where = [(r["run_id"], "_".join(filter(None, (r.get("slurm_job_id", ""), r.get("slurm_array_task_id", "")))),
+                  r.get("node", "")) for r in rows]
+        check(all(task_of in tasks[int(run_id.split("-shard-")[1].split("-")[0])] and node == platform.node()
+                  for run_id, task_of, node in where),
+              f"each row records the job_task and node it ran in: {sorted(set(where))}")
+        resumed = manifest["status"][str(shard)]["array_task"]
+        check(resumed.split("_")[0] != task.split("_")[0], f"the resumed shard ran in a new job ({resumed})")
+        ok = True
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()  # a check failed while the first pass was running
+            process.wait()
+        session.run(str(script), "stop", "--dir", str(cluster_dir), external=True, success_codes=[0, 1])
+        left = shard_processes(sweep) + shard_processes(str(cluster_dir))
+        if left:
+            session.error(f"processes left running after the cluster stopped: {left}")
+        if ok and not opts.runs_root:
+            shutil.rmtree(work, ignore_errors=True)
+        session.log(f"cluster session {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s"
+                    + ("" if ok and not opts.runs_root else f"; runs in {runs}"))

@@ -41,7 +41,7 @@ def _gpu_driver() -> str:
 def _nvml(index: int = 0) -> dict:
     """Clocks and power limit of the GPU at the start of the run, through NVML (nvidia-ml-py), since each
     changes the numbers. Empty values, with the reason in ``gpu_nvml``, where NVML cannot be read."""
-    empty = {"gpu_sm_clock_mhz": "", "gpu_mem_clock_mhz": "", "gpu_power_limit_w": ""}
+    empty = {"gpu_sm_clock_mhz": "", "gpu_mem_clock_mhz": "", "gpu_max_sm_clock_mhz": "", "gpu_power_limit_w": ""}
     try:
         import pynvml
     except ImportError:
@@ -82,6 +82,9 @@ def capture(device: str = "cpu") -> dict:
         "git_dirty": bool(status),
         "seed": SEED,
         **(_nvml(torch.cuda.current_device()) if cuda else {}),
+        "slurm_job_id": os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID", ""),
+        "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID", ""),
+        "node": platform.node(),
     }
 
 

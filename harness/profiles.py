@@ -35,6 +35,7 @@ class Profile:
     sources: tuple[str, ...] = ("article", "user")  # whose variants run when --models is not given
     cuda_points_3d: tuple[tuple[int, int], ...] | None = None  # points_3d on a GPU, where they differ
     fit_sizes: bool = False  # grow each size to the smallest the variant runs in both modes (smoke)
+    also: tuple[str, ...] = ()  # variants measured too when --models is not given (beyond ``sources``)
 
     def points(self, spatial_dims: int, device: str) -> tuple[tuple[int, int], ...]:
         if spatial_dims == 2:
@@ -43,8 +44,12 @@ class Profile:
 
 
 PROFILES = {
+    # One variant of each other measurement path too: UNet++ with MONAI's EfficientNet encoder, a MONAI
+    # peer and an nnU-Net peer (each builds through another library).
     "smoke": Profile("smoke", ((16, 2),), ((32, 2),), warmup=0, rounds=1, blocks=1, fit_sizes=True,
-                     description="one tiny point per variant and mode, to exercise the code"),
+                     also=("unetpp3d-effb0", "monai-basicunet", "nnunet-plain"),
+                     description="one tiny point per variant and mode (the article's, one UNet++, one MONAI and "
+                                 "one nnU-Net network), to exercise the code"),
     "cpu": Profile("cpu", ((16, 1), (16, 2), (32, 1), (32, 2)), ((64, 1), (64, 2), (128, 1), (128, 2)),
                    warmup=1, rounds=5, blocks=2,
                    description="small inputs for a 2-core machine without GPU"),
@@ -100,6 +105,8 @@ def select_models(profile: str, pattern: str | None = None, user_models: tuple[s
         names = []
     else:
         names = list_models("*", sources=PROFILES[profile].sources, available=True)
+        available = set(list_models("*", available=True))
+        names += [name for name in PROFILES[profile].also if name in available and name not in names]
     return names + [name for name in user_models if name not in names]
 
 

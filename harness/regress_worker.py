@@ -43,7 +43,10 @@ def main() -> None:
             elif cmd == "time":
                 reply = {"times": list(time_step(workload.step, warmup=0, rounds=request["rounds"]))}
             elif cmd == "memory":
-                reply = {"peak_mb": peak_memory(workload.step, workload.spec.device)[1]}
+                # None when this platform gives no reading (kind "unavailable"): the controller says
+                # "unknown" then, never 0.
+                _, peak_mb, _, kind = peak_memory(workload.step, workload.spec.device)
+                reply = {"peak_mb": peak_mb, "kind": kind}
             elif cmd == "quit":
                 break
             else:

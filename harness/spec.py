@@ -96,12 +96,15 @@ class Measurement:
     output_shape: Shape | None = None
     max_batch: int | None = None
     error: str = ""
+    warmup_settled: bool = True  # CUDA: the step time settled before the warm-up's caps; CPU: always True
+    flop_error: str = ""  # why step_flop could not be counted (empty when it was)
     extra: dict = field(default_factory=dict, hash=False)
 
     @property
     def warm(self) -> bool:
-        """The timed steps came after at least one untimed step (and so after compilation or capture)."""
-        return self.warmup_steps >= 1
+        """The timed steps came after at least one untimed step (and so after compilation or capture) and,
+        on CUDA, after the step time settled: otherwise the samples are not a steady-state measurement."""
+        return self.warmup_steps >= 1 and self.warmup_settled
 
     @property
     def latency_ms(self) -> float | None:

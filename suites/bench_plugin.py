@@ -23,7 +23,7 @@ from harness.overrides import format_overrides, parse_overrides
 from harness.registry import get_variant
 from harness.profiles import PROFILES, best_options, default_profile, select_models, specs
 from harness.user_models import register_entry_points, register_reference
-from harness.store.schema import RUNS_ROOT
+from harness.store.schema import RUNS_ROOT, is_refusal as row_is_refusal
 from harness.store.writer import RunStore, new_run_id
 
 
@@ -211,11 +211,15 @@ def pytest_collection_modifyitems(session, config, items):
         run_dir.mkdir(parents=True, exist_ok=True)
         config._harness_run_dir = run_dir
         if resume:
-            torn = RunStore(run_dir).prepare_resume()
+            torn, again = RunStore(run_dir).prepare_resume()
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
             if torn:
-                config.pluginmanager.get_plugin("terminalreporter").write_line(
+                reporter.write_line(
                     f"warning: {run_dir / 'results.csv'} ended in a torn record (the run was interrupted "
                     f"mid-write); dropped it, and its configuration is measured again: {torn[:80]!r}")
+            if again:
+                reporter.write_line(f"{len(again)} row(s) of {run_dir.name} were not valid measurements and are "
+                                    f"measured again: {'; '.join(again[:5])}{' ...' if len(again) > 5 else ''}")
         benchmark_session = getattr(config, "_benchmarksession", None)
         if benchmark_session is not None and not benchmark_session.json:
             # pytest-benchmark's raw JSON goes beside results.csv; a resumed run adds benchmark.2.json...
@@ -258,6 +262,13 @@ def pytest_sessionfinish(session):
         bench.store.note(peak_tflops=bench.work_cache.peaks.measured())
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    bench = getattr(config, "_harness_session", None)
+    if bench is not None and bench.failed:
+        terminalreporter.write_line(f"harness: {bench.failed} of {bench.started} configuration(s) failed to measure; "
+                                    f"their error rows are in {bench.store.csv_path}", red=True)
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["harness_environment"] = environment.capture(_device(config))
 
@@ -279,6 +290,7 @@ class BenchSession:
         self.capture = config.pluginmanager.get_plugin("capturemanager")
         self.total = getattr(config, "_harness_total", 0)
         self.started = 0
+        self.failed = 0  # configurations whose measurement failed (error rows that are not refusals)
 
     def progress(self, text: str) -> None:
         """A line on the terminal now: pytest captures output during a test, so lift that briefly."""
@@ -330,15 +342,19 @@ def run_benchmark(spec, benchmark, session: BenchSession):
     if m.work:
         benchmark.extra_info["macs_by_operator"] = m.work.macs_by_operator
         benchmark.extra_info["uncalled_modules"] = list(m.work.uncalled_modules)
-    if m.error:
-        session.progress(f"{position} {spec.label}: recorded as an error row: {m.error}")
-        pytest.skip(f"recorded as an error row: {m.error}")
+    if m.error and row_is_refusal(row):  # outside the envelope: the profile point does not apply to this variant
+        session.progress(f"{position} {spec.label}: recorded as a refusal: {m.error}")
+        pytest.skip(f"recorded as a refusal: {m.error}")
+    if m.error:  # the row is written; the configuration failed, and so does its test (the sweep goes on)
+        session.failed += 1
+        session.progress(f"{position} {spec.label}: FAILED, recorded as an error row: {m.error}")
+        pytest.fail(f"{spec.label}: {m.error}", pytrace=False)
     peak = "unavailable" if m.peak_mem_mb is None else f"{m.peak_mem_mb:.1f} MB"
-    cold = "" if m.warm else " (no warm-up: not a measurement)"
+    cold = "" if m.warm else (" (the warm-up never settled: not a measurement)" if m.warmup_steps
+                              else " (no warm-up: not a measurement)")
     session.progress(f"{position} {spec.label}: latency {m.latency_ms:.1f} ms, throughput {m.step_ms:.1f} ms/step "
                      f"= {m.samples_per_s:.2f} samples/s, peak memory {peak}{cold}")
     assert m.output_shape[0] == spec.batch
-    assert m.extra["output_finite"], "the output holds NaN or inf"
     samples = m.latency_s + m.block_s
     assert all(t > 0 and math.isfinite(t) for t in samples) and len(m.latency_s) >= 1 and len(m.block_s) >= 1
     return m

@@ -2,9 +2,12 @@
 
 Runs THE ARTICLE'S OWN CODE (cut from ``../shared/seeds/``, or ``$ARTICLE_SEED``, by article_oracle),
 never our models, through the fixed procedures of ``fingerprints`` for every case of the faithfulness
-suite, and writes ``suites/golden/faithfulness.json`` with the torch version that recorded it. Run it
-from the repository root whenever the cases or the procedures change, under the torch the project pins,
-then commit the JSON. Exits 2 when the article is absent. Takes a few minutes on two CPU cores.
+suite, and writes ``suites/golden/faithfulness.json`` with the torch version that recorded it. Each case
+is recorded twice, on the default threads and on one, and the file is written only if every case's two
+recordings agree within ``fingerprints.AGREEMENT`` (the checks must hold on any machine with one
+tolerance). Run it from the repository root whenever the cases or the procedures change, under the torch
+the project pins, then commit the JSON. Exits 2 when the article is absent, 1 when a case is not steady.
+Takes several minutes on two CPU cores.
 
     python suites/record_fingerprints.py [--only CASE_ID ...]   # --only: re-record some cases, keep the rest
 """
@@ -28,25 +31,27 @@ import article_oracle  # noqa: E402
 import fingerprints as fp  # noqa: E402
 
 
-def record_case(case) -> dict:
-    """The article's fingerprints of one case, and how loose each tensor's comparison must be.
+def record_case(case, other_threads: int) -> tuple[dict, float, str]:
+    """The article's fingerprints of one case, and how far a second recording on ``other_threads`` is
+    from them, and where.
 
-    The outputs, gradients and running stats are recorded twice, on the default threads and on one
-    (which moves kernels' last bits), and ``fingerprints.looseness`` widens the tolerance of the
-    tensors that differ between the two.
+    The second recording (which sums in another order, as another CPU would) must agree within
+    ``fingerprints.AGREEMENT``, a hundredth of the tolerance the tests use: a case that does not is
+    ill-conditioned even in float64, and ``main`` refuses to record it.
     """
     _, section, class_name, kwargs, input_shape = case
     run = fp.Run(fp.build(article_oracle.namespace(section), class_name, kwargs), input_shape)
     recorded = {part: fingerprint(run) for part, fingerprint in fp.PARTS.items()}
+    del run  # the largest cases hold GBs
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(other_threads)
     try:
         again = fp.Run(fp.build(article_oracle.namespace(section), class_name, kwargs), input_shape)
-        loose = {path: tol for part in ("eval", "train")
-                 for path, tol in fp.looseness(part, recorded[part], fp.PARTS[part](again)).items()}
+        deviation, where = max(fp.worst_deviation(part, recorded[part], fp.PARTS[part](again),
+                                                  structure=recorded["structure"]) for part in ("eval", "train"))
     finally:
         torch.set_num_threads(threads)
-    return {"case": fp.case_spec(case), **recorded, "loose": loose}
+    return {"case": fp.case_spec(case), **recorded}, deviation, where
 
 
 def main(argv=None) -> int:
@@ -63,15 +68,27 @@ def main(argv=None) -> int:
     unknown = set(args.only or ()) - set(ids)
     if unknown:
         parser.error(f"no such case: {', '.join(sorted(unknown))} (cases: {', '.join(ids)})")
-    old = fp.load()["cases"] if args.only and fp.GOLDEN_PATH.is_file() else {}
-    cases = {}
+    threads = torch.get_num_threads()
+    other_threads = 1 if threads > 1 else 2
+    old = fp.load() if args.only and fp.GOLDEN_PATH.is_file() else {"cases": {}}
+    cases, agreement, unsteady = {}, {}, []
     for case in fp.CASES:
-        if args.only and case[0] not in args.only and case[0] in old:
-            cases[case[0]] = old[case[0]]
+        if args.only and case[0] not in args.only and case[0] in old["cases"]:
+            cases[case[0]] = old["cases"][case[0]]
+            agreement[case[0]] = old.get("thread_agreement", {}).get(case[0])
             continue
         start = time.perf_counter()
-        cases[case[0]] = record_case(case)
-        print(f"{case[0]}: {time.perf_counter() - start:.1f}s", flush=True)
+        cases[case[0]], deviation, where = record_case(case, other_threads)
+        agreement[case[0]] = float(f"{deviation:.2g}")
+        print(f"{case[0]}: {time.perf_counter() - start:.1f}s; on {threads} threads and on {other_threads}: "
+              f"at most {deviation:.2g} apart ({where}; tolerance {fp.RTOL:g})", flush=True)
+        if deviation > fp.AGREEMENT:
+            unsteady.append(f"{case[0]}: {deviation:.2g} at {where}")
+    if unsteady:
+        print(f"record_fingerprints: not written: the recordings on {threads} threads and on {other_threads} differ "
+              f"by more than {fp.AGREEMENT:g} (a hundredth of the tolerance), so their checks would not hold on "
+              f"other machines:\n  " + "\n  ".join(unsteady), file=sys.stderr)
+        return 1
     stage_prints = {}
     for case_id, class_name, section, kwargs in fp.STAGE_PRINT_CASES:
         model = fp.build(article_oracle.namespace(section), class_name, kwargs)
@@ -88,9 +105,12 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "article": {"name": seed.name, "sha256": hashlib.sha256(seed.read_bytes()).hexdigest()},
+        "dtype": str(fp.DTYPE).removeprefix("torch."),
         "rtol": fp.RTOL,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # Per case: how far apart its recordings on these threads and on another count were (<= AGREEMENT).
+        "thread_agreement": agreement,
         "cases": cases,
         "stage_prints": stage_prints,
         "failures": failures,

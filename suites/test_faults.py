@@ -1,6 +1,7 @@
-"""Faults lose nothing: a sweep killed with SIGKILL mid-configuration and resumed ends with every
-configuration exactly once; a torn last record is reported and dropped; a resume with other options
-is refused unless asked for."""
+"""Faults lose nothing and pass nothing: a sweep killed with SIGKILL mid-configuration and resumed ends
+with every configuration exactly once; a torn last record is reported and dropped; a resume with other
+options is refused unless asked for; a configuration that fails, or whose output is not finite, is an
+error row and a failed test, and a resume measures it again."""
 import csv
 import json
 import os
@@ -61,7 +62,7 @@ def test_a_killed_sweep_resumes_to_every_configuration_exactly_once(killed_run):
     keys = [row_key(row) for row in _rows(run)]
     assert len(keys) == len(set(keys)) == TOTAL
     assert read_rows(run / "results.csv").torn == ""
-    assert f"{TOTAL - rows_at_kill} passed" in output or "skipped" in output
+    assert f"{TOTAL - rows_at_kill} passed, {rows_at_kill} skipped" in output, output
     details = [json.loads(line) for line in (run / "details.jsonl").read_text().splitlines()]
     assert len(details) == TOTAL
     record = json.loads((run / "environment.json").read_text())
@@ -99,3 +100,71 @@ def test_resuming_with_other_options_is_refused_unless_asked_for(killed_run):
     allowed = _sweep(runs, "--resume", "killed", "--rounds", "2", "--resume-mixed")
     assert allowed.wait(timeout=300) == 0
     assert len(list(csv.DictReader((run / "results.csv").open()))) == TOTAL
+
+
+# A user model whose forward runs on the meta device (so its probed envelope accepts every input) but
+# raises on real tensors, or returns NaN; FAULT selects which.
+FAULTY_MODEL = """
+import os
+import torch
+import torch.nn as nn
+
+
+class Faulty(nn.Module):
+    def __init__(self, in_channels=1, num_classes=2):
+        super().__init__()
+        self.conv = nn.Conv3d(in_channels, num_classes, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        fault = os.environ.get("FAULT", "")
+        if x.device.type != "meta" and fault == "raise":
+            raise RuntimeError("the kernel exploded on real tensors")
+        if fault == "nan":
+            return y * float("nan")
+        return y
+
+
+def build(in_channels=1, num_classes=2):
+    return Faulty(in_channels, num_classes)
+"""
+
+
+def _faulty_sweep(tmp_path, fault: str, *options: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "faulty_nets.py"
+    path.write_text(FAULTY_MODEL)
+    command = [sys.executable, "-m", "pytest", "suites/test_benchmark_peers.py", "-p", "no:cacheprovider", "-q",
+               "--profile", "smoke", "--warmup", "1", "--model", f"{path}:build", "--runs-root", str(tmp_path / "runs"),
+               *options]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "FAULT": fault})
+
+
+def test_a_sweep_whose_configurations_fail_exits_non_zero_with_every_error_row_written(tmp_path):
+    done = _faulty_sweep(tmp_path, "raise", "--run-id", "broken")
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "2 failed" in output and "the kernel exploded on real tensors" in output
+    assert "2 of 2 configuration(s) failed to measure" in output
+    rows = _rows(tmp_path / "runs" / "broken")
+    assert sorted(r["mode"] for r in rows) == ["inference", "train"]
+    assert all("the kernel exploded" in r["error"] for r in rows)
+
+
+def test_a_nan_output_is_an_error_row_left_out_of_tables_and_measured_again_on_resume(tmp_path):
+    from harness.report.load import load_results
+
+    done = _faulty_sweep(tmp_path, "nan", "--run-id", "nan")
+    assert done.returncode == 1, done.stdout + done.stderr
+    run = tmp_path / "runs" / "nan"
+    rows = _rows(run)
+    assert len(rows) == 2 and all(r["error"].startswith("output not finite") for r in rows)
+    assert float(rows[0]["latency_ms"]) > 0  # the numbers are kept for inspection, as an error row
+    assert not load_results([run])["ok"].any()
+    fixed = _faulty_sweep(tmp_path, "", "--resume", "nan")  # the model mended: both are measured again
+    output = fixed.stdout + fixed.stderr
+    assert fixed.returncode == 0, output
+    assert "2 row(s) of nan were not valid measurements and are measured again" in output and "2 passed" in output
+    rows = _rows(run)
+    assert len(rows) == 2 and all(r["error"] == "" and r["warm"] == "True" for r in rows)
+    assert load_results([run])["ok"].all()
+    assert len((run / "details.jsonl").read_text().splitlines()) == 2

@@ -4,8 +4,9 @@ Two layers, over the same cases and the same procedures (``fingerprints``):
 - fingerprint tests (``test_fingerprint_*``) hold our models against ``suites/golden/faithfulness.json``,
   recorded by running THE ARTICLE'S OWN CODE (never ours). They need no article and never skip: state_dict
   keys, shapes and module names, seeded initial weights (sha256), eval and train outputs, gradients and
-  running stats (float64 sums and sampled values within a relative tolerance), work counts, stage-print
-  bytes, failure types and messages.
+  running stats (computed in float64; sums and sampled values within one relative tolerance on any
+  machine, ``fingerprints.RTOL``), work counts, stage-print bytes, failure types and messages. A planted
+  wrong number (a residual scaled by 1.001) must fail them.
 - live tests (``test_live_*``) run the article's code (see article_oracle) side by side with ours and
   ask for exact equality. They need the article at ``../shared/seeds/`` (or ``$ARTICLE_SEED``) and skip,
   saying where they looked, without it.
@@ -76,21 +77,54 @@ def test_fingerprints_cover_every_case_and_were_recorded_from_the_article(golden
     assert golden["article"]["name"] == article_oracle.SEED_NAME
 
 
+def _where(golden) -> str:
+    return (f"(recorded with torch {golden['torch']}, {golden['threads']} threads, {golden['cpu_capability']}; "
+            f"running {torch.__version__}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})")
+
+
 @pytest.mark.parametrize("part", ["structure", "eval", "train", "work"])
 def test_fingerprint_matches_the_articles(part, ours, recorded, golden):
     # structure: state_dict keys/shapes/dtypes in order, module names, seeded initial weights; eval: the
     # output (seeded input 1); train: output, gradients, running stats after a step (seeded input 2);
     # work: what the bench tables report (parameters, MACs by operator, modules never called).
-    same_torch = golden["torch"] == torch.__version__
-    # Where the recording's torch, threads and CPU kernels are ours, the same code gives the same bits:
-    # RTOL throughout. Elsewhere the ill-conditioned train steps get their recorded looseness.
-    same_kernels = same_torch and (golden["threads"], golden["cpu_capability"]) == (
-        torch.get_num_threads(), torch.backends.cpu.get_cpu_capability())
-    mismatches = fp.compare(part, recorded[part], fp.PARTS[part](ours), structure=recorded["structure"],
-                            same_torch=same_torch, loose=None if same_kernels else recorded["loose"])
-    assert not mismatches, (f"{mismatches}\n(recorded with torch {golden['torch']}, {golden['threads']} threads, "
-                            f"{golden['cpu_capability']}; running {torch.__version__}, {torch.get_num_threads()} threads, "
-                            f"{torch.backends.cpu.get_cpu_capability()})")
+    # The same comparison on every machine: exact, or within fp.RTOL (the passes run in float64).
+    assert golden["rtol"] == fp.RTOL and golden["dtype"] == str(fp.DTYPE).removeprefix("torch."), \
+        f"the procedures changed since the fingerprints were recorded: run {fp.RECORD_COMMAND}"
+    mismatches = fp.compare(part, recorded[part], fp.PARTS[part](ours), structure=recorded["structure"])
+    hint = ("\nThe seeded weights are the RNG's float32 output: they differ where torch draws otherwise (another "
+            "torch, or a CPU without AVX2), and then the outputs and gradients follow." if part == "structure" else "")
+    assert not mismatches, f"{mismatches}\n{_where(golden)}{hint}"
+
+
+class _ResidualScaledBottleneck(rm.Bottleneck):
+    """A planted wrong number: the article's Bottleneck with its residual scaled by 1.001 (same modules,
+    parameters and initial weights, so only the eval and train checks can see it)."""
+
+    def forward(self, x):
+        residual = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            residual = self.downsample(x)
+        out += 1.001 * residual
+        return self.relu(out)
+
+
+@pytest.mark.parametrize("case_id", ["resnet50-3d", "unet3d-resnet50"])
+def test_fingerprint_catches_a_planted_wrong_residual(case_id, golden):
+    # The one tolerance is tight enough to catch a wrong gradient: a residual off by 1e-3 fails the
+    # train check (output, gradients, running stats), far beyond RTOL, while the structure still matches.
+    (case,) = [c for c in CASES if c[0] == case_id]
+    _, _, class_name, kwargs, input_shape = case
+    recorded = golden["cases"][case_id]
+    planted = fp.Run(build({**vars(rm), "Bottleneck": _ResidualScaledBottleneck}, class_name, kwargs), input_shape)
+    assert not fp.compare("structure", recorded["structure"], fp.structure_fingerprint(planted),
+                          structure=recorded["structure"])
+    mismatches = fp.compare("train", recorded["train"], fp.train_fingerprint(planted), structure=recorded["structure"])
+    assert mismatches, f"a residual scaled by 1.001 passed the train fingerprint of {case_id}"
+    assert any(m.startswith("train output:") for m in mismatches), mismatches
+    assert sum(" grad " in m for m in mismatches) > len(recorded["train"]["grads"]) // 2, mismatches
 
 
 @pytest.mark.parametrize("case_id,class_name,section,kwargs", STAGE_PRINT_CASES, ids=[c[0] for c in STAGE_PRINT_CASES])

@@ -1,5 +1,6 @@
 """Measurements become rows; failures are rows; a run directory survives interruption and resumes."""
 import csv
+from dataclasses import replace
 
 
 from harness.store.schema import RESULT_COLUMNS, row_key
@@ -18,20 +19,31 @@ def test_an_unsupported_configuration_is_an_error_row_not_an_exception():
 def test_rows_are_flushed_as_they_finish_and_a_resume_sees_them(tmp_path):
     env = capture()
     store = RunStore(tmp_path / "run")
-    ok = measure(BenchSpec("unet2d", (1, 32, 32), 2, "inference", warmup=0, rounds=2, blocks=1, overrides="base_c=4"))
+    cold = measure(BenchSpec("unet2d", (1, 32, 32), 2, "inference", warmup=0, rounds=2, blocks=1, overrides="base_c=4"))
     bad = measure(BenchSpec("unet3d", (1, 8, 8, 8), 1, "train"))
-    store.append(ok, env)
-    store.append(bad, env)
+    ok = measure(BenchSpec("unet2d", (1, 32, 32), 1, "inference", warmup=1, rounds=1, blocks=1, overrides="base_c=4"))
+    unsettled = replace(ok, spec=replace(ok.spec, batch=3), warmup_settled=False)  # as a CUDA warm-up can end
+    for m in (cold, bad, ok, unsettled):
+        store.append(m, env)
     resumed = RunStore(tmp_path / "run")  # a new process after an interruption
-    assert resumed.completed_keys() == {ok.spec.key, bad.spec.key}
+    # Final: a good row, a refusal, and a row whose options asked for no warm-up. Measured again: a row
+    # whose warm-up did not settle.
+    assert resumed.completed_keys() == {cold.spec.key, ok.spec.key, bad.spec.key}
     rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
     assert list(rows[0]) == RESULT_COLUMNS
+    assert rows[2]["warm"] == "True"
     assert rows[0]["error"] == "" and float(rows[0]["latency_ms"]) > 0 and float(rows[0]["step_ms"]) > 0
     assert float(rows[0]["gmacs"]) > 0 and float(rows[0]["step_gflop"]) > 0 and float(rows[0]["mfu"]) > 0
     assert rows[0]["warm"] == "False"  # no warm-up: recorded, but not a measurement
-    assert rows[0]["overrides"] == "base_c=4" and row_key(rows[0]) == ok.spec.key
+    assert rows[0]["overrides"] == "base_c=4" and row_key(rows[0]) == cold.spec.key
     assert rows[1]["error"].startswith("unsupported") and rows[1]["latency_ms"] == ""
-    assert len((tmp_path / "run" / "details.jsonl").read_text().splitlines()) == 2
+    assert rows[3]["warm"] == "False" and rows[3]["error"] == ""
+    assert len((tmp_path / "run" / "details.jsonl").read_text().splitlines()) == 4
+    torn, again = resumed.prepare_resume()
+    assert torn == "" and again == ["unet2d 1x32x32 b3 inference: not warm"]
+    kept = [row_key(r) for r in csv.DictReader((tmp_path / "run" / "results.csv").open())]
+    assert kept == [cold.spec.key, bad.spec.key, ok.spec.key]
+    assert len((tmp_path / "run" / "details.jsonl").read_text().splitlines()) == 3
 
 
 def test_runs_written_before_the_latency_throughput_split_still_load(tmp_path):

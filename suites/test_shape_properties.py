@@ -1,5 +1,6 @@
 """Shape properties across input sizes and settings (meta device: shape checks without arithmetic)."""
-from hypothesis import event, given, note
+import pytest
+from hypothesis import assume, event, given, note
 from hypothesis import strategies as st
 
 import strategies as S
@@ -26,8 +27,7 @@ def variant_and_shape(draw):
 def test_where_a_variant_runs_its_output_is_n_by_classes_by_input_size(case):
     name, shape = case
     verdict = check(name, shape)
-    if not verdict.supported:
-        return
+    assume(verdict.supported)  # not `return`: an envelope that refused everything would pass vacuously
     output, _ = run_once(name, shape, device="meta")
     num_classes = get_variant(name).defaults["num_classes"]
     if get_variant(name).family == "resnet3d":
@@ -40,8 +40,7 @@ def test_where_a_variant_runs_its_output_is_n_by_classes_by_input_size(case):
 def test_resnet_stages_match_the_unet_encoder_exactly_when_sizes_are_multiples_of_16(shape):
     """The article's claim, made at 64^3, holds in channels always and in size iff 16 divides every size
     (the UNet halves with floor, the ResNet's strided convolutions with ceil)."""
-    if not check("unet3d", shape).supported:
-        return
+    assume(check("unet3d", shape).supported)
     _, unet = run_once("unet3d", shape, device="meta")
     _, resnet = run_once("unet3d-resnet50", shape, device="meta")
     note(f"unet {unet}\nresnet {resnet}")
@@ -52,8 +51,7 @@ def test_resnet_stages_match_the_unet_encoder_exactly_when_sizes_are_multiples_o
 @given(S.input_shapes(spatial_dims=3, channels=1, max_size=20, max_elements=20 ** 3),
        st.sampled_from(["resnet50-3d", "unet3d-resnet50"]), S.MODES)
 def test_shortcut_types_a_and_b_agree_in_shape(shape, name, mode):
-    if not check(name, shape, mode=mode).supported:
-        return
+    assume(check(name, shape, mode=mode).supported)
     overrides = {"layers": [1, 1, 1, 1]}
     out_a = run_once(name, shape, {**overrides, "shortcut_type": "A"}, mode)
     out_b = run_once(name, shape, {**overrides, "shortcut_type": "B"}, mode)
@@ -89,3 +87,20 @@ def test_a_suggested_nearest_input_runs_on_the_real_model(name, data, mode):
     assert again.supported, again.message()
     output, stages = run_once(name, verdict.suggestion, overrides, mode, device="meta")
     assert (output, stages) == (again.output_shape, again.stage_shapes)
+
+
+def test_a_refuse_everything_envelope_fails_the_properties_instead_of_passing_them(monkeypatch):
+    """The properties above take only supported inputs (``assume``): with an envelope that refuses
+    everything, hypothesis finds no example to check and fails, rather than passing 100 empty runs."""
+    import sys
+
+    from hypothesis.errors import FailedHealthCheck, Unsatisfiable
+
+    refused = check("unet3d", (1, 1, 8, 8, 8))
+    assert not refused.supported
+    monkeypatch.setattr(sys.modules[__name__], "check", lambda *args, **kwargs: refused)
+    for prop in (test_where_a_variant_runs_its_output_is_n_by_classes_by_input_size,
+                 test_resnet_stages_match_the_unet_encoder_exactly_when_sizes_are_multiples_of_16,
+                 test_shortcut_types_a_and_b_agree_in_shape):
+        with pytest.raises((Unsatisfiable, FailedHealthCheck)):
+            prop()

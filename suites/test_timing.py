@@ -49,6 +49,38 @@ def test_cuda_warm_up_stops_at_its_cap_when_the_time_never_settles(clock):
     assert not warm.settled and warm.steps == timing.SETTLE_MAX_STEPS
 
 
+def test_cuda_warm_up_stops_at_its_wall_clock_cap_when_the_time_never_settles(clock):
+    fake = clock([2.0] + [10.0, 20.0] * 40)  # never settles; 30 s pass after the third timed step
+    warm = timing.warm_up(fake.step, warmup=1, device="cuda")
+    assert warm == timing.WarmUp(2.0, 4, False) and fake.calls == 4  # first call + 10 + 20 + 10 (40 s > 30 s)
+    assert timing.SETTLE_MAX_S == 30.0
+
+
+def test_cuda_warm_up_runs_the_requested_steps_even_past_the_wall_clock_cap(clock):
+    fake = clock([2.0] + [40.0, 80.0] * 40)
+    warm = timing.warm_up(fake.step, warmup=6, device="cuda")
+    assert warm == timing.WarmUp(2.0, 6, False) and fake.calls == 6
+
+
+def test_cuda_warm_up_that_settles_before_the_wall_clock_cap_is_settled(clock):
+    fake = clock([2.0, 9.0, 9.0, 9.0, 1.0])  # 27 s of settled steps: under the cap
+    warm = timing.warm_up(fake.step, warmup=1, device="cuda")
+    assert warm == timing.WarmUp(2.0, 4, True) and fake.calls == 4
+
+
+def test_a_measurement_whose_warm_up_did_not_settle_is_not_warm(monkeypatch):
+    unsettled = Measurement(SPEC, latency_s=(0.1,), block_s=(1.0,), block_steps=10, warmup_steps=50,
+                            warmup_settled=False)
+    assert not unsettled.warm and Measurement(SPEC, latency_s=(0.1,), warmup_steps=50).warm
+
+    from harness.measure import run
+    monkeypatch.setattr(run, "warm_up", lambda step, warmup, device: timing.WarmUp(2.0, 50, False))
+    monkeypatch.setattr(run.PeakCache, "get", lambda self, device, precision: 1.0)
+    monkeypatch.setattr(run, "block_steps", lambda step_s: 1)
+    m = measure(BenchSpec("unet2d", (1, 16, 16), 1, "inference", overrides="base_c=2", rounds=1, blocks=1))
+    assert m.error == "" and m.warmup_steps == 50 and not m.warmup_settled and not m.warm
+
+
 def test_cpu_warm_up_runs_the_requested_count_and_none_means_cold(clock):
     fake = clock([3.0, 1.0, 2.0, 1.5])
     warm = timing.warm_up(fake.step, warmup=3, device="cpu")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import event, given, note
+from hypothesis import assume, event, given, note
 from hypothesis import strategies as st
 
 import strategies as S
@@ -35,14 +35,16 @@ def test_the_three_variants_are_registered_in_one_family():
 
 
 @st.composite
-def sizes_for(draw, *, step: int, max_size: int, max_elements: int, max_batch: int = 2):
-    """(N, C?, sizes): half the time sizes the family accepts (multiples of ``step``, +1 for 32), else any."""
+def sizes_for(draw, *, step: int, max_size: int, max_elements: int, max_batch: int = 2, fitting_only: bool = False):
+    """(N, C?, sizes): half the time (always with ``fitting_only``) sizes the family accepts (multiples of
+    ``step``, +1 for 32), else any."""
     batch = draw(st.integers(1, max_batch))
     sizes = []
     for _ in range(3):
         high = max(1, min(max_size, max_elements // (batch * max(1, math.prod(sizes)))))
         fitting = [n for n in range(step, high + 1, step)] + ([n + 1 for n in range(32, high, 32)] if step == 32 else [])
-        sizes.append(draw(st.sampled_from(fitting)) if fitting and draw(st.booleans()) else draw(st.integers(1, high)))
+        sizes.append(draw(st.sampled_from(fitting)) if fitting and (fitting_only or draw(st.booleans()))
+                     else draw(st.integers(1, high)))
     return batch, sizes
 
 
@@ -96,13 +98,12 @@ def test_registered_widths_envelope_is_exact_at_large_sizes(name, batch_sizes, m
     assert_envelope_exact(name, {}, (batch, 1, *sizes), mode, device="meta")
 
 
-@given(st.sampled_from(NAMES), sizes_for(step=16, max_size=160, max_elements=10 ** 9, max_batch=4))
+@given(st.sampled_from(NAMES), sizes_for(step=32, max_size=160, max_elements=10 ** 9, max_batch=4, fitting_only=True))
 def test_where_a_variant_runs_its_output_is_n_by_classes_by_input_size_and_stages_halve(name, batch_sizes):
     batch, sizes = batch_sizes
     shape = (batch, 1, *sizes)
     verdict = check(name, shape)
-    if not verdict.supported:
-        return
+    assume(verdict.supported)  # not `return`: an envelope that refused everything would pass vacuously
     output, stages = run_once(name, shape, device="meta")
     assert output == (batch, 2, *sizes)
     first = 1 if "effb0" in name else 0  # EfficientNet's stem already halves

@@ -91,14 +91,25 @@ def _launcher_settings(opts, previous: dict, pytest_args: list[str]) -> dict:
         require_submitit(launcher)
     device = _value(pytest_args, "--device")
     old_cluster = previous.get("cluster", {})
-    local_cpu = launcher == "submitit-local" and (device == "cpu" or not slots(device, None, 1)[0]["CUDA_VISIBLE_DEVICES"])
+    partition = opts.partition or old_cluster.get("partition")
+    gpus = opts.gpus_per_task if opts.gpus_per_task is not None else old_cluster.get("gpus_per_task")
+    cpus = opts.cpus_per_task or old_cluster.get("cpus_per_task")
+    if launcher == "slurm":
+        from .slurm import partition_offer, resolve_request
+
+        # What the partition's nodes have (sinfo): the defaults, and a request no node can meet refused here.
+        gpus, cpus = resolve_request(partition_offer(partition), 0 if gpus is None and device == "cpu" else gpus, cpus)
+    else:
+        local_cpu = launcher == "submitit-local" and (device == "cpu" or
+                                                      not slots(device, None, 1)[0]["CUDA_VISIBLE_DEVICES"])
+        gpus = gpus if gpus is not None else (0 if local_cpu else 1)
+        cpus = cpus or (1 if local_cpu else 8)
     cluster = {
-        "partition": opts.partition or old_cluster.get("partition"),
+        "partition": partition,
         "time_min": opts.time or old_cluster.get("time_min", 60),
         "account": opts.account or old_cluster.get("account"),
-        "gpus_per_task": opts.gpus_per_task if opts.gpus_per_task is not None else old_cluster.get(
-            "gpus_per_task", 0 if local_cpu else 1),
-        "cpus_per_task": opts.cpus_per_task or old_cluster.get("cpus_per_task", 1 if local_cpu else 8),
+        "gpus_per_task": gpus,
+        "cpus_per_task": cpus,
         "parallelism": opts.array_parallelism or old_cluster.get("parallelism"),
     }
     return {"launcher": launcher, "device": device, "workers": opts.workers or previous.get("workers"),
@@ -163,6 +174,11 @@ def main(argv=None) -> int:
     for warning in merged.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"merged {merged.runs} shard run(s) into {merged.folder}: {merged.rows} configuration(s)")
+    if merged.failed:
+        print(f"error: {len(merged.failed)} configuration(s) failed to measure (error rows in "
+              f"{merged.folder / 'results.csv'}): {'; '.join(merged.failed[:5])}"
+              f"{' ...' if len(merged.failed) > 5 else ''}", file=sys.stderr)
+        return 1
     return 0
 
 

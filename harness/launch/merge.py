@@ -22,7 +22,7 @@ from pathlib import Path
 from ..options import OptionError
 from ..spec import BenchSpec
 from ..store.csvfile import read_rows
-from ..store.schema import RESULT_COLUMNS, row_key
+from ..store.schema import RESULT_COLUMNS, is_refusal, row_key
 
 # The facts that make two runs' numbers comparable (environment.fingerprint, less threads and core count,
 # which a launcher sets per shard and every row records).
@@ -37,6 +37,7 @@ class MergeResult:
     runs: int
     duplicates: int  # configurations measured more than once (kept: the latest)
     warnings: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()  # configurations whose measurement failed (error rows that are not refusals)
 
 
 def _machine(row: dict) -> tuple:
@@ -158,7 +159,9 @@ def merge(folders: list[Path], out: Path, keep: str | None = None, allow_mixed_m
         for raw in sorted(folder.glob("benchmark*.json")):
             shutil.copyfile(raw, out / raw.name.replace("benchmark", f"benchmark.{folder.name}", 1))
     _write(out / "results.csv", _csv_text(kept))  # last: the CSV is what makes the folder a run
-    return MergeResult(out, len(kept), len(folders), len(duplicates), tuple(warnings))
+    failed = tuple(f"{r['model']} {r['input_shape']} b{r['batch']} {r['mode']}: {r['error']}" for r in kept
+                   if r.get("error") and not is_refusal(r))
+    return MergeResult(out, len(kept), len(folders), len(duplicates), tuple(warnings), failed)
 
 
 def add_merge_command(sub) -> None:

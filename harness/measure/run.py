@@ -19,6 +19,8 @@ from .peak import PeakCache
 from .timing import block_steps, time_blocks, time_step, warm_up
 from .workload import prepare
 
+NOT_FINITE = "output not finite: the step's output holds NaN or inf"
+
 Timer = Callable[[Callable[[], object], int, int], tuple]  # (step, warmup, rounds) -> raw seconds
 
 
@@ -43,11 +45,12 @@ def step_flops(spec: BenchSpec) -> int:
 
 class WorkCache:
     """Work depends on model, settings and shapes only: count each once per run. fvcore MACs per
-    (model, overrides, sample shape); step FLOPs per (the same, batch, mode)."""
+    (model, overrides, sample shape); step FLOPs per (the same, batch, mode), with the reason when they
+    could not be counted."""
 
     def __init__(self):
         self._counts: dict[tuple, WorkCount] = {}
-        self._flops: dict[tuple, int | None] = {}
+        self._flops: dict[tuple, tuple[int | None, str]] = {}
         self.peaks = PeakCache()
 
     def get(self, spec: BenchSpec, workload) -> WorkCount:
@@ -56,13 +59,14 @@ class WorkCache:
             self._counts[key] = count_work(workload.model, workload.sample)
         return self._counts[key]
 
-    def flops(self, spec: BenchSpec) -> int | None:
+    def flops(self, spec: BenchSpec) -> tuple[int | None, str]:
+        """(FLOPs of one timed step, "") or (None, why they could not be counted)."""
         key = (spec.model, spec.overrides, spec.input_shape, spec.batch, spec.mode)
         if key not in self._flops:
             try:
-                self._flops[key] = step_flops(spec)
-            except (RuntimeError, NotImplementedError):  # shortcut A builds tensors on the CPU: no meta run
-                self._flops[key] = None
+                self._flops[key] = step_flops(spec), ""
+            except (RuntimeError, NotImplementedError) as failure:  # e.g. shortcut A builds CPU tensors: no meta run
+                self._flops[key] = None, f"not counted on the meta device: {_first_line(failure)}"
         return self._flops[key]
 
 
@@ -95,7 +99,7 @@ def measure(spec: BenchSpec, timer: Timer = time_step, work_cache: WorkCache | N
         blocks = time_blocks(workload.run, steps, spec.blocks, spec.device)
         output, peak, reserved, memory_kind = peak_memory(workload.step, spec.device)
         work = cache.get(spec, workload)
-        flop = cache.flops(spec)
+        flop, flop_error = cache.flops(spec)
         peak_tflops = cache.peaks.get(spec.device, spec.precision)
         finite = bool(torch.isfinite(output.float()).all())
     except torch.OutOfMemoryError as oom:
@@ -106,17 +110,22 @@ def measure(spec: BenchSpec, timer: Timer = time_step, work_cache: WorkCache | N
         del workload
         if spec.device == "cuda":
             torch.cuda.empty_cache()
+    # A non-finite output is not a measurement (NaN can take other kernels, and no table should hold it):
+    # the row keeps its numbers for inspection, but as an error row.
     return Measurement(spec, tuple(latency), tuple(blocks), steps, warm.setup_s, warm.steps, flop, peak_tflops,
-                       peak, reserved, work, tuple(output.shape),
-                       extra={"memory_kind": memory_kind, "output_finite": finite, "settled": warm.settled})
+                       peak, reserved, work, tuple(output.shape), error="" if finite else NOT_FINITE,
+                       warmup_settled=warm.settled, flop_error=flop_error, extra={"memory_kind": memory_kind})
 
 
 def find_max_batch(spec: BenchSpec, limit: int = 4096) -> int | None:
-    """The largest batch whose step fits in GPU memory (doubling, then bisection). CUDA only: on the
-    CPU running out of memory ends the process instead of raising."""
+    """The largest batch up to ``limit`` whose step fits in GPU memory (doubling, then bisection); ``limit``
+    itself when it fits (no batch above it is ever tried), None when not even batch 1 fits. CUDA only: on
+    the CPU running out of memory ends the process instead of raising."""
     if spec.device != "cuda":
         raise ValueError("--find-max-batch needs a CUDA device: CPU memory exhaustion kills the process "
                          "rather than raising; drop the option on CPU")
+    if limit < 1:
+        raise ValueError(f"find_max_batch: limit must be at least 1, not {limit}")
 
     def fits(batch: int) -> bool:
         trial = replace(spec, batch=batch, warmup=0, rounds=1)
@@ -134,9 +143,10 @@ def find_max_batch(spec: BenchSpec, limit: int = 4096) -> int | None:
 
     if not fits(1):
         return None
-    low, high = 1, 2
+    low, high = 1, 2  # low fits; high failed, or is past the limit
     while high <= limit and fits(high):
         low, high = high, high * 2
+    high = min(high, limit + 1)  # bisect within [low, limit]: limit + 1 stands for "not tried, not allowed"
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (mid, high) if fits(mid) else (low, mid)

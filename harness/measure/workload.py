@@ -63,14 +63,26 @@ def _target(spec: BenchSpec, variant, device: str, generator) -> torch.Tensor:
     return torch.randint(0, classes, (spec.batch, *verdict.output_shape[2:]), device=device, generator=generator)
 
 
+def configure_backends(spec: BenchSpec, device: str) -> None:
+    """Set the backend flags a CUDA step depends on from the spec, explicitly, for every CUDA workload.
+
+    ``cudnn.benchmark`` is set to ``spec.cudnn_benchmark`` (recorded in the row's ``cudnn_benchmark``
+    column) and is deliberately not restored when ``prepare`` returns: the step runs afterwards and must
+    run under it, and since every CUDA workload sets it, no configuration inherits another's value. TF32 is
+    left as torch (or the user) set it and recorded by ``environment.capture`` (``cudnn_tf32``,
+    ``matmul_tf32``). On the CPU and on ``meta`` nothing is touched: no flag here changes them."""
+    if device != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise RuntimeError("device cuda requested but torch.cuda.is_available() is False")
+    torch.backends.cudnn.benchmark = spec.cudnn_benchmark
+
+
 def prepare(spec: BenchSpec, device: str | None = None) -> Workload:
     """Build everything the timed step needs; nothing here is timed. ``device="meta"`` gives the same
     step on the meta device, where it costs nothing (for counting its FLOPs)."""
     device = device or spec.device
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device cuda requested but torch.cuda.is_available() is False")
-        torch.backends.cudnn.benchmark = spec.cudnn_benchmark
+    configure_backends(spec, device)
     variant = get_variant(spec.model)
     model = build(spec.model, spec.constructor_overrides, device, seed=SEED)
     x, generator = _inputs(spec, device)

@@ -15,9 +15,6 @@ from ..options import OptionError
 from ..options import report as report_option_error
 from .load import load_results, result_files, variant_order
 
-README = RESULTS.parent / "README.md"
-MARKERS = ("<!-- comparison:start -->", "<!-- comparison:end -->")
-
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
@@ -43,19 +40,6 @@ def comparison_latex(table) -> str:
     return "\n".join(parts)
 
 
-def update_readme(markdown: str) -> bool:
-    if not README.exists():
-        return False
-    text = README.read_text()
-    start, end = MARKERS
-    if start not in text or end not in text:
-        return False
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    README.write_text(f"{head}{start}\n{markdown}\n{end}{tail}")
-    return True
-
-
 def build(paths=None, out: Path = RESULTS / "report") -> list[Path]:
     results = load_results(paths)
     if results.empty:
@@ -79,8 +63,6 @@ def build(paths=None, out: Path = RESULTS / "report") -> list[Path]:
     if claims_path.exists():
         (out / "reproduction.md").write_text(reproduction.build(json.loads(claims_path.read_text()), results))
         written.append(out / "reproduction.md")
-    if out.resolve() == (RESULTS / "report").resolve() and update_readme(md):  # only the committed report
-        written.append(README)
     return written
 
 

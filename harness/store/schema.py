@@ -13,13 +13,14 @@ MEASURE_COLUMNS = [
     "cudnn_benchmark", "warmup", "rounds", "blocks", "warm", "setup_s",
     "latency_ms", "latency_iqr_ms", "latency_p90_ms", "step_ms", "block_steps", "samples_per_s",
     "peak_mem_mb", "peak_reserved_mb", "memory_kind",
-    "gmacs", "step_gflop", "achieved_tflops", "peak_tflops", "mfu",
+    "gmacs", "step_gflop", "achieved_tflops", "peak_tflops", "mfu", "flop_error",
     "params_total", "params_used", "uncalled_modules", "zero_mac_ops", "unsupported_ops", "output_shape",
     "max_batch", "error",
 ]
 ENV_COLUMNS = ["torch", "cuda", "cudnn", "cudnn_tf32", "matmul_tf32", "device_name", "gpu_driver", "gpu_sm_clock_mhz",
                "gpu_mem_clock_mhz", "gpu_power_limit_w", "cpu", "cpu_count", "threads", "python", "platform",
-               "git_commit", "git_dirty", "seed"]
+               "git_commit", "git_dirty", "seed", "gpu_max_sm_clock_mhz", "gpu_nvml",
+               "slurm_job_id", "slurm_array_task_id", "node"]
 RESULT_COLUMNS = MEASURE_COLUMNS + ENV_COLUMNS + ["run_id", "finished_at"]
 # What makes two rows the same configuration (BenchSpec.key, in CSV form).
 KEY_COLUMNS = ["model", "overrides", "input_shape", "batch", "mode", "device", "dtype", "channels_last",
@@ -39,3 +40,27 @@ def row_key(row: dict) -> tuple:
     """The BenchSpec.key of a CSV row (values arrive as text)."""
     return (row["model"], row["overrides"], row["input_shape"], int(row["batch"]), row["mode"],
             row["device"], row["dtype"], row["channels_last"] == "True", exec_mode_of(row))
+
+
+# An error that says the configuration cannot run here at all (the envelope's refusal): measuring it
+# again gives the same answer. Every other error (a raising step, out of memory, a non-finite output) is
+# a failed measurement.
+REFUSAL_PREFIX = "unsupported:"
+
+
+def measured_fine(row: dict) -> bool:
+    """A row fit for tables and baselines: no error, and timed after a (settled) warm-up."""
+    return row.get("error", "") == "" and str(row.get("warm", "")) == "True"
+
+
+def is_refusal(row: dict) -> bool:
+    return str(row.get("error", "")).startswith(REFUSAL_PREFIX)
+
+
+def is_final(row: dict) -> bool:
+    """Whether ``--resume`` keeps a row: a good measurement, a refusal, or a row timed without warm-up
+    because its options asked for none (``--warmup 0``, the smoke profile: measuring it again changes
+    nothing). A failed step, a non-finite output or a warm-up that never settled is measured again."""
+    if row.get("error", ""):
+        return is_refusal(row)
+    return measured_fine(row) or str(row.get("warmup", "")) in ("0", "")

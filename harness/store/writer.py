@@ -9,6 +9,7 @@ killed between the two leaves an orphan details line (dropped on resume), never 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ from pathlib import Path
 from ..registry import get_variant
 from ..spec import BenchSpec, Measurement, shape_text
 from .csvfile import drop_torn_tail, read_rows
-from .schema import ENV_COLUMNS, RESULT_COLUMNS, row_key
+from .schema import ENV_COLUMNS, RESULT_COLUMNS, is_final, row_key
 
 # Run options that must match for a resumed run's rows to be comparable with the first attempt's.
 RESUME_MUST_MATCH = ("device", "profile", "precision", "channels_last", "exec_mode", "cudnn_benchmark", "rounds",
@@ -59,7 +60,7 @@ def to_row(m: Measurement, env: dict, run_id: str) -> dict:
         "memory_kind": m.extra.get("memory_kind", ""),
         "gmacs": _round(work.macs / 1e9, 6) if work else "",
         "step_gflop": _round(m.step_gflop, 3), "achieved_tflops": _round(m.achieved_tflops, 5),
-        "peak_tflops": _round(m.peak_tflops, 4), "mfu": _round(m.mfu, 5),
+        "peak_tflops": _round(m.peak_tflops, 4), "mfu": _round(m.mfu, 5), "flop_error": m.flop_error,
         "params_total": work.params_total if work else "", "params_used": work.params_used if work else "",
         "uncalled_modules": " ".join(n for n in work.uncalled_modules if "." not in n) if work else "",
         "zero_mac_ops": " ".join(work.zero_mac_ops) if work else "",
@@ -111,10 +112,20 @@ class RunStore:
                       if key in before_env and key in env and before_env[key] != env[key]]
         return conflicts
 
-    def prepare_resume(self) -> str:
-        """Make the folder safe to append to: cut a torn last CSV record and drop details lines of
-        configurations without a row. Returns the torn text (empty when there was none)."""
+    def prepare_resume(self) -> tuple[str, list[str]]:
+        """Make the folder safe to append to: cut a torn last CSV record, take out rows that were not valid
+        measurements (a failed step, a non-finite output, no settled warm-up: measured again; refusals
+        stay), and drop details lines of configurations without a row. Returns the torn text (empty when
+        there was none) and the labels of the rows taken out."""
         torn = drop_torn_tail(self.csv_path) if self.csv_path.exists() else ""
+        again: list[str] = []
+        if self.csv_path.exists():
+            contents = read_rows(self.csv_path)
+            again = [f"{r['model']} {r['input_shape']} b{r['batch']} {r['mode']}: {r.get('error') or 'not warm'}"
+                     for r in contents.rows if not is_final(r)]
+            if again:
+                kept = [r for r in contents.rows if is_final(r)]
+                _atomic_write(self.csv_path, _csv_text(contents.header, kept))
         if self.details_path.exists():
             done = self.completed_keys()
             kept = []
@@ -127,20 +138,23 @@ class RunStore:
                 if BenchSpec.from_record(spec).key in done:
                     kept.append(line)
             _atomic_write(self.details_path, "".join(line + "\n" for line in kept))
-        return torn
+        return torn, again
 
     def completed_keys(self) -> set[tuple]:
+        """Configurations this run need not measure again (see ``schema.is_final``)."""
         if not self.csv_path.exists():
             return set()
-        return {row_key(row) for row in read_rows(self.csv_path).rows}
+        return {row_key(row) for row in read_rows(self.csv_path).rows if is_final(row)}
 
     def append(self, m: Measurement, env: dict) -> dict:
         row = to_row(m, env, self.run_id)
         with self.details_path.open("a") as handle:
             handle.write(json.dumps(details(m), sort_keys=True) + "\n")
         new_file = not self.csv_path.exists()
+        # A run written by an older harness keeps its own header: its new rows fill those columns only.
+        header = RESULT_COLUMNS if new_file else read_rows(self.csv_path).header
         with self.csv_path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore")
             if new_file:
                 writer.writeheader()
             writer.writerow(row)
@@ -149,9 +163,17 @@ class RunStore:
         return row
 
 
+def _csv_text(header: list[str], rows: list[dict]) -> str:
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def _atomic_write(path: Path, text: str) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text)
+    temporary.write_text(text, newline="")
     os.replace(temporary, path)
 
 
@@ -165,7 +187,7 @@ def details(m: Measurement) -> dict:
         "block_steps": m.block_steps,
         "setup_s": m.setup_s,
         "warmup_steps": m.warmup_steps,
-        "warmup_settled": m.extra.get("settled"),
+        "warmup_settled": m.warmup_settled,
         "step_flop": m.step_flop,
         "macs_by_operator": work.macs_by_operator if work else {},
         "zero_mac_ops": work.zero_mac_ops if work else {},
