@@ -330,7 +330,7 @@ def cluster(session: nox.Session) -> None:
         left = shard_processes(sweep) + shard_processes(str(cluster_dir))
         if left:
             session.error(f"processes left running after the cluster stopped: {left}")
-        if ok and not opts.runs_root:
+        if ok:  # the cluster's files are gone; the runs too unless --runs-root put them elsewhere
             shutil.rmtree(work, ignore_errors=True)
         session.log(f"cluster session {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s"
                     + ("" if ok and not opts.runs_root else f"; runs in {runs}"))

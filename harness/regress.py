@@ -381,6 +381,8 @@ def against_baseline(args) -> dict:
             return {"mode": "baseline", "cannot_judge": f"no committed run with {args.device} rows under "
                     f"{args.runs_root}; run `nox -s bench` and commit it, or use --against REF"}
     same_machine = bool(base.env) and environment.fingerprint(base.env) == environment.fingerprint(here)
+    print(choice, flush=True)  # before the timing, which takes minutes
+    held = base.holds(keys)
     fact_rows, timing_rows, not_compared = [], [], []
     for spec, key in zip(specs, keys):
         why = base.why_not(key)
@@ -406,21 +408,20 @@ def against_baseline(args) -> dict:
         result["ratio"] = statistics.median(times) / statistics.median(old)
         timing_rows.append({"config": label(spec), "old_ms": 1e3 * statistics.median(old),
                             "new_ms": 1e3 * statistics.median(times), **result})
-    notes = [choice]
+        print(f"[{len(timing_rows)}/{held}] {label(spec):45s} x{result['ratio']:.3f}", flush=True)
+    notes = []
     if not same_machine:
         notes.append(f"timings not judged: the baseline ran on {_machine(base.env)}, this is {_machine(here)}")
     notes.append("peak memory: not compared against a committed run (--against REF compares it)")
-    result = {"mode": "baseline", "baseline": base.name, "facts": fact_rows, "planned": [label(s) for s in specs],
-              "timings": timing_rows, "timings_judged": same_machine, "not_compared": not_compared,
-              "note": "\n".join(notes)}
+    result = {"mode": "baseline", "baseline": base.name, "choice": choice, "facts": fact_rows,
+              "planned": [label(s) for s in specs], "timings": timing_rows, "timings_judged": same_machine,
+              "not_compared": not_compared, "note": "\n".join(notes)}
     if not timing_rows:
         missing = [spec for spec, key in zip(specs, keys) if base.why_not(key) is not None]
-        reason = (f"none of the {len(specs)} planned configurations is a valid measurement in {base.name}"
-                  if len(missing) == len(specs) else
-                  f"{base.name} was measured on {_machine(base.env)}, not on this machine"
-                  if not same_machine else f"{base.name} holds none of them")
+        reason = (f"{base.name} was measured on {_machine(base.env)}, not on this machine" if not same_machine
+                  else f"none of the {len(specs)} planned configurations is a valid measurement in {base.name}")
         result["no_timing"] = (f"compared no timing: {reason}, so this check cannot say whether anything got "
-                               f"slower. Way out: {_way_out(args, missing or specs)}.")
+                               f"slower. Way out: {_way_out(args, missing if same_machine else specs)}.")
     return result
 
 
@@ -463,7 +464,8 @@ def print_report(result: dict) -> int:
         return EXIT_CANNOT_JUDGE
     if result.get("note"):
         print(result["note"])
-    print(f"\n{'metric':48s} {'before':>14s} {'after':>14s} {'ratio':>7s}  verdict")
+    if result["facts"] or result["timings"]:
+        print(f"\n{'metric':48s} {'before':>14s} {'after':>14s} {'ratio':>7s}  verdict")
     for row in result["facts"]:
         print(f"{row['model'] + ' ' + row['metric']:48s} {_short(row['before']):>14s} {_short(row['after']):>14s} "
               f"{'':>7s}  CHANGED")
@@ -483,7 +485,7 @@ def print_report(result: dict) -> int:
         for row in not_compared:
             print(f"  {row['config']:46s} {row['reason']}")
     if result.get("no_timing"):
-        print(f"\ncannot judge timings: {result['no_timing']}")
+        print(f"\ncannot judge: {result['no_timing']}")
     slower = sum(r["verdict"] == "slower" for r in result["timings"])
     heavier = sum(r.get("memory_verdict") == "heavier" for r in result["timings"])
     regressions = len(result["facts"]) + slower + heavier

@@ -26,6 +26,15 @@ CPU_SPEC = BenchSpec("unet2d", (1, 32, 32), 2, "inference", overrides="base_c=4"
 OOM_TEXT = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 139.8 GiB total capacity)"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The few real steps here are tiny; on a busy 2-core machine two threads contend for seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class FakeCuda:
     """torch.cuda.synchronize and torch.cuda.Event as recorders; events report scripted milliseconds."""
 
@@ -194,7 +203,11 @@ def matmuls(monkeypatch):
     repeats). Returns the (size, device) of every timed call."""
     def install(durations):
         calls, per_size = [], {}
-        monkeypatch.setattr(torch, "randn", lambda n, m, device=None: FakeMatrix(n))
+
+        def randn(n, m, device=None):
+            assert n <= 2 * max(peak.MAX_SIZE.values()), f"the matmul grew to {n}, past every cap"
+            return FakeMatrix(n)
+        monkeypatch.setattr(torch, "randn", randn)
 
         def one_call_s(a, b, device):
             assert a.n == b.n and a.dtype == b.dtype
@@ -210,7 +223,7 @@ def matmuls(monkeypatch):
 
 def test_the_peak_grows_the_matmul_until_one_call_is_long_enough_then_keeps_the_best_of_half_a_second(matmuls):
     # The first call at each size is initialisation (slow, never used); the second decides the growth.
-    scripts = {256: [9.0, 0.001], 512: [9.0, 0.008], 1024: [9.0, 0.064, 0.2, 0.1, 0.3, 0.01]}
+    scripts = {256: [9.0, 0.001], 512: [9.0, 0.019], 1024: [9.0, 0.02, 0.2, 0.1, 0.3, 0.01]}  # MIN_CALL_S: 0.02
     calls = matmuls(lambda n: scripts[n])
     tflops = peak.measure_peak_tflops("cpu", "fp32")
     assert [n for n, _ in calls] == [256, 256, 512, 512, 1024, 1024, 1024, 1024, 1024]  # 0.2+0.1+0.3 >= 0.5
@@ -254,9 +267,10 @@ def compile_recorder(monkeypatch):
     return modes
 
 
-@pytest.mark.parametrize("exec_mode, expected", [("eager", []), ("compile", ["default", "called"]),
-                                                 ("cudagraphs", ["reduce-overhead", "called"])])
-@pytest.mark.parametrize("mode", ["inference", "train"])
+@pytest.mark.parametrize("exec_mode, expected, mode", [("eager", [], "inference"),
+                                                       ("compile", ["default", "called"], "inference"),
+                                                       ("cudagraphs", ["reduce-overhead", "called"], "inference"),
+                                                       ("compile", ["default", "called"], "train")])
 def test_each_exec_mode_compiles_with_its_torch_compile_mode_and_the_step_runs_the_compiled_model(
         compile_recorder, exec_mode, expected, mode):
     spec = BenchSpec("unet2d", (1, 16, 16), 2, mode, overrides="base_c=2", exec_mode=exec_mode)
@@ -449,10 +463,11 @@ def fake_validation(monkeypatch):
     def install(device, harness_step_s, independent_step_s, latency_s=0.010):
         seen = {"emptied": 0}
 
-        class Wl:
-            step = run = staticmethod(lambda: None)
+        def prepare(spec):
+            seen["spec"] = spec
+            return types.SimpleNamespace(step=lambda: None, run=lambda: None)
         monkeypatch.setitem(validate.CONFIGS, device, [("unet3d", (1, 16, 16, 16), 1, "inference")])
-        monkeypatch.setattr(validate, "prepare", lambda spec: seen.setdefault("spec", spec) and Wl())
+        monkeypatch.setattr(validate, "prepare", prepare)
         monkeypatch.setattr(validate, "warm_up", lambda step, warmup, dev: seen.setdefault("warm", (warmup, dev)))
         monkeypatch.setattr(validate, "time_step", lambda step, warmup, rounds: (latency_s,) * rounds)
         monkeypatch.setattr(validate, "time_blocks", lambda r, steps, blocks, dev: (steps * harness_step_s,) * blocks)
@@ -536,7 +551,7 @@ def test_gpu_checks_run_every_step_even_after_failures_then_exit_non_zero_naming
     done, calls = run_gpu_checks(tmp_path, failing=("harness.validate", "gpu-paper-best"))
     assert done.returncode == 1
     assert [c.split()[1] for c in calls] == ["harness.validate", "pytest", "pytest", "harness.claims", "harness.report"]
-    assert "--models unet3d* " in calls[1] and "--run-id gpu-paper-fp32-eager" in calls[1]  # the pattern, unexpanded
+    assert "--models unet3d* " in calls[1] and "--run-id gpu-paper-fp32-eager" in calls[1]  # the default pattern
     assert "2 of 5 steps failed: validate (exit 1), paper-best (exit 1)" in done.stderr
 
 

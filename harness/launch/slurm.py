@@ -73,8 +73,8 @@ class PartitionOffer:
         for node in self.nodes:
             kinds.setdefault((node.cpus, node.gpus), []).append(node.name)
         ordered = sorted(kinds.items(), key=lambda kind: (-kind[0][1], -kind[0][0]))
-        return "; ".join(f"{len(names)} node(s) with {cpus} CPUs and {gpus} GPU(s)" + (f" ({names[0]})" if len(names) == 1 else "")
-                         for (cpus, gpus), names in ordered)
+        return "; ".join(f"{len(names)} node(s) with {cpus} CPUs and {gpus} GPU(s)"
+                         + (f" ({names[0]})" if len(names) == 1 else "") for (cpus, gpus), names in ordered)
 
 
 def gres_gpus(gres: str) -> int:
