@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import environment, validate
+from harness.bench import environment
+from harness.evidence import validate
 from harness.envelope import check
-from harness.measure import memory, peak, run, timing, workload
-from harness.spec import BenchSpec
+from harness.bench import memory, peak, run, timing, workload
+from harness.bench.spec import BenchSpec
 from harness.store.schema import ENV_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -533,9 +534,9 @@ def run_gpu_checks(tmp_path, failing=()):
 
 
 def test_gpu_checks_run_every_step_even_after_failures_then_exit_non_zero_naming_them(tmp_path):
-    done, calls = run_gpu_checks(tmp_path, failing=("harness.validate", "gpu-paper-best"))
+    done, calls = run_gpu_checks(tmp_path, failing=("harness.evidence.validate", "gpu-paper-best"))
     assert done.returncode == 1
-    assert [c.split()[1] for c in calls] == ["harness.validate", "pytest", "pytest", "harness.claims", "harness.report"]
+    assert [c.split()[1] for c in calls] == ["harness.evidence.validate", "pytest", "pytest", "harness.evidence.claims", "harness.report"]
     assert "--models unet3d* " in calls[1] and "--run-id gpu-paper-fp32-eager" in calls[1]  # the pattern, unexpanded
     assert "2 of 5 steps failed: validate (exit 1), paper-best (exit 1)" in done.stderr
 

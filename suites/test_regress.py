@@ -2,8 +2,8 @@
 minimum effect, and the slowdown in every replicate (fresh pair of processes)."""
 import random
 
-from harness import facts
-from harness.regress import judge
+from harness.evidence import facts
+from harness.evidence.regress import judge
 
 
 def _ratios(centre, spread=0.03, n=5, seed=0):
