@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 import article_oracle
-from harness.bench.counting import count_work
+from harness.counting import count_work
 
 GOLDEN_PATH = Path(__file__).resolve().parent / "golden" / "faithfulness.json"
 RECORD_COMMAND = "python suites/record_fingerprints.py"
