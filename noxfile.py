@@ -21,16 +21,13 @@ nox.options.sessions = ["tests"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 TORCH = os.environ.get("HARNESS_TORCH", "torch==2.13.0")
-BENCH_FILES = ["suites/test_benchmark_unet.py", "suites/test_benchmark_resnet.py",
-               "suites/test_benchmark_resnet_encoder.py", "suites/test_benchmark_unetpp.py",
-               "suites/test_benchmark_peers.py"]
 # Import name of each requirement, for the --no-venv check.
 IMPORT_NAMES = {"pytest-benchmark": "pytest_benchmark", "dynamic-network-architectures": "dynamic_network_architectures",
                 "nvidia-ml-py": "pynvml"}
 # What the GPU-image set can break: the pytest plugin and benchmark suites (pytest, pytest-benchmark), the
 # hypothesis properties, the results store and reports (pandas). The model suites need none of those
 # versions and run under the newest and the oldest sets.
-GPU_IMAGE_SUITES = ("suites/test_benchmark_unet.py", "suites/test_benchmark_resnet.py", "suites/test_cli_options.py",
+GPU_IMAGE_SUITES = ("suites/test_cli_options.py",
                     "suites/test_faults.py", "suites/test_timing.py", "suites/test_results_store.py",
                     "suites/test_report.py", "suites/test_launch.py", "suites/test_shape_properties.py",
                     "suites/test_regress.py")
@@ -85,7 +82,7 @@ def tests(session: nox.Session) -> None:
     install(session, "test", "peers", "unetpp", "cluster")
     args = session.posargs or []
     profile = [] if any(a.startswith("--hypothesis-profile") for a in args) else ["--hypothesis-profile", "ci"]
-    session.run("python", "-m", "pytest", "suites", "--benchmark-disable", *profile, *args)
+    session.run("python", "-m", "pytest", "suites", "--bench", "--benchmark-disable", *profile, *args)
 
 
 def _pins(constraints: str) -> dict[str, str]:
@@ -115,19 +112,19 @@ def tests_with(session: nox.Session, deps: str, suites: tuple[str, ...] = ("suit
     session.run("python", "-m", "pip", "list", "--disable-pip-version-check", silent=False)
     args = session.posargs or []
     profile = [] if any(a.startswith("--hypothesis-profile") for a in args) else ["--hypothesis-profile", "ci"]
-    session.run("python", "-m", "pytest", *suites, "--benchmark-disable", *profile, *args)
-    # claims and report write under the tree's results/ (and the README): give them a copy of the tree.
-    tree = Path(session.create_tmp()) / f"smoke-{deps}"
-    shutil.rmtree(tree, ignore_errors=True)
-    for part in ("harness", "reference_models", "suites", "pyproject.toml", "README.md"):
-        copy = shutil.copytree if Path(part).is_dir() else shutil.copy2
-        copy(part, tree / part)
-    (tree / "results").mkdir()
-    with session.chdir(tree):
-        session.run("python", "-m", "pytest", *BENCH_FILES, "-p", "no:cacheprovider", "--profile", "smoke",
-                    "--warmup", "1", "--models", "unet[23]d", "--runs-root", "runs", "--run-id", "smoke")
-        session.run("python", "-m", "harness.claims")
-        session.run("python", "-m", "harness.report", "runs/smoke", "--out", "report")
+    bench = ("--bench",) if "suites" in suites else ()  # the benchmark test, when all suites run
+    session.run("python", "-m", "pytest", *suites, *bench, "--benchmark-disable", *profile, *args)
+    # A smoke bench, claims and report write under results/ of the directory they run in: a temporary one.
+    checkout = str(Path.cwd())
+    work = Path(session.create_tmp()) / f"smoke-{deps}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    with session.chdir(work):
+        env = {"PYTHONPATH": checkout}
+        session.run("python", "-m", "harness", "bench", "--profile", "smoke", "--warmup", "1", "--models", "unet[23]d",
+                    "--runs-root", "runs", "--run-id", "smoke", env=env)
+        session.run("python", "-m", "harness.evidence.claims", env=env)
+        session.run("python", "-m", "harness.report", "runs/smoke", "--out", "report", env=env)
 
 
 @nox.session
@@ -153,14 +150,14 @@ def bench(session: nox.Session) -> None:
     install(session, "test", "peers", "unetpp", *(["cluster"] if launcher in ("slurm", "submitit-local") else []))
     if "--validate" in args:
         args.remove("--validate")
-        session.run("python", "-m", "harness.validate", *args)
+        session.run("python", "-m", "harness.evidence.validate", *args)
         return
     if launcher:
         session.run("python", "-m", "harness.launch", *args)
     else:
-        session.run("python", "-m", "pytest", *BENCH_FILES, "-p", "no:cacheprovider",
-                    "--benchmark-sort", "name", "--benchmark-columns", "median,iqr,rounds", *args)
-    session.run("python", "-m", "harness.claims")
+        session.run("python", "-m", "harness", "bench", "--benchmark-sort", "name", "--benchmark-columns",
+                    "median,iqr,rounds", *args)
+    session.run("python", "-m", "harness.evidence.claims")
     session.run("python", "-m", "harness.report")
 
 
@@ -175,7 +172,7 @@ def report(session: nox.Session) -> None:
 def regress(session: nox.Session) -> None:
     """Compare this tree with a git ref (--against REF) or the committed baseline; non-zero on regression."""
     install(session, "test")
-    session.run("python", "-m", "harness.regress", *session.posargs)
+    session.run("python", "-m", "harness.evidence.regress", *session.posargs)
 
 
 @nox.session
@@ -298,7 +295,7 @@ def cluster(session: nox.Session) -> None:
         # 3. Every configuration exactly once, each row with the SLURM job, array task and node it ran in.
         keys = session.run("python", "-c", (
             "import json, sys; sys.path[:0] = ['.', 'suites']\n"
-            "from harness.profiles import specs\n"
+            "from harness.bench.profiles import specs\n"
             "from harness.store.csvfile import read_rows\n"
             "from harness.store.schema import row_key\n"
             "expected = [list(s.key) for s in specs('smoke', 'cpu', 'unet2d*', ('unet2d', 'unet3d'))]\n"

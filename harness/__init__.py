@@ -1,12 +1,12 @@
 """Benchmarking and reproducibility harness for the article's 3D segmentation networks.
 
-Layers, each returning plain data to the next: registry -> envelope -> measure -> store -> report.
-The registry's names are importable from here; they load on first use, so that ``harness.report``
-(pandas and matplotlib only) works without torch installed.
+Layers, each returning plain data to the next (arrows only go down): catalog <- envelope <- bench <-
+store, report, evidence, launch, pytest_plugin <- cli. The catalog's names are importable from here; they
+load on first use, so that ``harness.store`` and ``harness.report`` work without torch installed.
 """
 import importlib
 
-_LAZY = {name: "harness.registry" for name in
+_LAZY = {name: "harness.catalog" for name in
          ("BASELINE", "Claim", "Variant", "create_model", "get_variant", "list_models")}
 __all__ = sorted(_LAZY)
 

@@ -18,22 +18,6 @@ def report(error: Exception) -> int:
     return EXIT_USAGE
 
 
-def require_models(pattern: str) -> list[str]:
-    """The available variants matching ``pattern``; refuses a pattern that matches none, saying why."""
-    from .registry import get_variant, list_models
-
-    matched = list_models(pattern)
-    names = [name for name in matched if not get_variant(name).unavailable_reason()]
-    if matched and not names:
-        raise OptionError(f"--models {pattern!r} matches only variants whose library is not installed "
-                          f"({', '.join(matched)}): {get_variant(matched[0]).unavailable_reason()}.")
-    if not names:
-        raise OptionError(f"--models {pattern!r} matches no variant, so nothing would be measured. Known "
-                          f"variants: {', '.join(list_models())}. Way out: give a shell pattern such as "
-                          f"'unet3d*' or one of those names (`python -m harness list` shows them), or your "
-                          f"own model with --model module:function.")
-    return names
-
 
 def require_positive(option: str, value, allow_zero: bool = False) -> None:
     if value is None:

@@ -51,3 +51,17 @@ def parse_shape(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
     except ValueError:
         raise ValueError(f"a shape is integers separated by commas, like 1,1,64,64,64; got {text!r}") from None
+
+
+def freeze_value(value):
+    """A hashable key that tells apart values Python calls equal (True and 1, [1] and (1,))."""
+    if isinstance(value, Mapping):
+        return ("mapping", tuple(sorted((str(k), freeze_value(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = tuple(freeze_value(v) for v in value)
+        return (type(value).__name__, tuple(sorted(items, key=repr)) if isinstance(value, (set, frozenset)) else items)
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value).__qualname__, repr(value))
+    return (type(value), value)

@@ -29,15 +29,15 @@ step() {
 
 # 1. The timer against an independent back-to-back loop, on the four configurations where a synchronized
 #    step had disagreed (target: every ratio within 2%; the ratios are in results/validation-cuda.json).
-step validate python -m harness.validate --device cuda
+step validate python -m harness.evidence.validate --device cuda
 # 2. The faithful fp32 eager rows and the best preset (CUDA graphs + bf16 + channels-last) at the paper
 #    profile's points, as two runs of one sweep. A configuration whose measurement fails fails its test.
-step paper-fp32-eager python -m pytest suites/test_benchmark_unet.py suites/test_benchmark_resnet_encoder.py \
-    -p no:cacheprovider -q --profile paper --precision fp32 --models "$models" --run-id "gpu-paper-fp32-eager"
-step paper-best python -m pytest suites/test_benchmark_unet.py suites/test_benchmark_resnet_encoder.py \
-    -p no:cacheprovider -q --profile paper --exec-mode best --models "$models" --run-id "gpu-paper-best"
+step paper-fp32-eager python -m harness bench \
+    -q --profile paper --precision fp32 --models "$models" --run-id "gpu-paper-fp32-eager"
+step paper-best python -m harness bench \
+    -q --profile paper --exec-mode best --models "$models" --run-id "gpu-paper-best"
 # 3. Claims and the report from everything committed plus these runs.
-step claims python -m harness.claims
+step claims python -m harness.evidence.claims
 step report python -m harness.report
 
 if ((${#failed[@]} > 0)); then

@@ -27,10 +27,10 @@ sys.path.insert(0, str(REPO))
 
 from harness.launch.plan import SweepPlan  # noqa: E402
 from harness.launch.shards import assign, parse_shard, select  # noqa: E402
-from harness.spec import BenchSpec, Measurement  # noqa: E402
+from harness.bench.spec import BenchSpec, Measurement  # noqa: E402
 from harness.store.csvfile import read_rows  # noqa: E402
 from harness.store.schema import RESULTS_ROOT, row_key  # noqa: E402
-from harness.store.writer import RunStore  # noqa: E402
+from harness.store.run_store import RunStore  # noqa: E402
 
 FAKE_ENV = {"torch": "fake", "cuda": "", "device_name": "fake-gpu", "cpu": "fake-cpu", "threads": 1}
 
@@ -95,7 +95,7 @@ def simulated_sweep(configs: int, shards: int, runs_root: Path, step_ms: float =
     second = run_sweep(resumed_plan, progress=quiet)
     resume_s = time.perf_counter() - started
     # The merge on its own, timed apart from the shards.
-    from harness.launch.merge import merge
+    from harness.store.merge import merge
 
     started = time.perf_counter()
     again = merge([plan.shard_folder(i) for i in range(shards)], runs_root / f"{sweep}-remerged")
@@ -166,7 +166,7 @@ def main(argv=None) -> int:
         import subprocess
 
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import harness.measure, harness.store.writer"], cwd=REPO, check=True)
+        subprocess.run([sys.executable, "-c", "import harness.bench, harness.store.run_store"], cwd=REPO, check=True)
         args.startup_s = round(time.perf_counter() - started, 1)
     runs = sorted((RESULTS_ROOT / "runs").glob("*-cpu-cpu"))
     scaling = gpu_scaling(runs[-1], args.startup_s) if runs else {}

@@ -1,4 +1,4 @@
-"""Evidence that ``harness.regress --against`` works, on this machine (a script, not a test: minutes).
+"""Evidence that ``harness.evidence.regress --against`` works, on this machine (a script, not a test: minutes).
 
 1. False alarms: compare the unchanged tree with HEAD ``--repeats`` times; count regressions flagged.
 2. Planted slowdowns that change no output and no MAC count: ``time.sleep`` in ``UNet_3d.forward``
@@ -30,7 +30,7 @@ COMPARE = ["--models", "unet3d", "--modes", "inference"]  # replicates, blocks, 
 
 def compare(tree: Path, extra=()) -> dict:
     out = Path(tempfile.mkdtemp()) / "verdict.json"
-    proc = subprocess.run([sys.executable, "-m", "harness.regress", "--against", "HEAD", *COMPARE, *extra,
+    proc = subprocess.run([sys.executable, "-m", "harness.evidence.regress", "--against", "HEAD", *COMPARE, *extra,
                            "--out", str(out)], cwd=tree, capture_output=True, text=True)
     result = json.loads(out.read_text())
     timing = result["timings"][0] if result["timings"] else {}
@@ -54,9 +54,9 @@ def remove(tree: Path) -> None:
 
 
 def step_ms() -> float:
-    from harness.spec import BenchSpec
-    from harness.measure.timing import time_step
-    from harness.measure.workload import prepare
+    from harness.bench.spec import BenchSpec
+    from harness.bench.timing import time_step
+    from harness.bench.workload import prepare
     workload = prepare(BenchSpec("unet3d", (1, 16, 16, 16), 1, "inference"))
     return 1e3 * statistics.median(time_step(workload.step, warmup=2, rounds=15))
 
@@ -101,7 +101,7 @@ def main() -> None:
     evidence["smallest_reliably_caught"] = reliable
     print(f"false alarms {evidence['false_alarms']}; smallest slowdown caught every time: "
           f"{evidence['smallest_reliably_caught']}")
-    from harness import environment
+    from harness.bench import environment
     evidence["environment"] = environment.capture("cpu")
     out = REPO / "results" / "regress" / "evidence.json"
     out.write_text(json.dumps(evidence, indent=1) + "\n")

@@ -17,7 +17,7 @@ def input_shapes(draw, *, spatial_dims: int, channels, min_batch: int = 1, max_b
     """``(N, C, *spatial)`` with every spatial size drawn independently (odd, small, non-cubic).
 
     Half the time the sizes share one residue modulo 16, so that the shapes the 3D models accept
-    (see harness.envelope: parity) come up as often as the ones they refuse.
+    (see harness.envelope.checker: parity) come up as often as the ones they refuse.
     """
     batch = draw(st.integers(min_batch, max_batch))
     c = draw(channels if isinstance(channels, st.SearchStrategy) else st.just(channels))

@@ -8,7 +8,7 @@ import torch
 import reference_models as rm
 from harness import get_variant, list_models
 from harness.envelope import check
-from harness.probe import build, run_once
+from harness.catalog.meta_probe import build, run_once
 
 CLAIMS = [(name, claim) for name in list_models() for claim in get_variant(name).claims]
 LIMITS = [(name, limit) for name in list_models() for limit in get_variant(name).limits]

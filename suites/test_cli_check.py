@@ -13,7 +13,7 @@ import strategies as S
 from harness import get_variant
 from harness.__main__ import main
 from harness.overrides import parse_overrides
-from harness.probe import build, run_once
+from harness.catalog.meta_probe import build, run_once
 
 # (model, --set items, exit code, words the one paragraph must contain)
 CASES = [

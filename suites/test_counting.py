@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from harness import get_variant, list_models
-from harness.counting import analytic_conv_linear_macs, count_work, flop_counter_macs
-from harness.facts import fact_shape
-from harness.probe import build
+from harness.bench.counting import analytic_conv_linear_macs, count_work, flop_counter_macs
+from harness.evidence.facts import fact_shape
+from harness.catalog.meta_probe import build
 
 
 # fvcore's handles and the MAC policy cover the article's variants and the UNet++ follow-up; peers are

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 import strategies as S
 from harness.envelope import check
-from harness.probe import build, run_once
-from harness.registry import create_model
+from harness.catalog.meta_probe import build, run_once
+from harness.catalog.registry import create_model
 
 
 # The error each constraint names, as PyTorch words it on CPU tensors (meta words some differently).

@@ -18,7 +18,7 @@ from harness.store.schema import row_key
 
 REPO = Path(__file__).resolve().parent.parent
 # Four configurations (two variants x two modes), each a second or so on CPU.
-SWEEP = [sys.executable, "-m", "pytest", "suites/test_benchmark_unet.py", "-p", "no:cacheprovider", "-q",
+SWEEP = [sys.executable, "-m", "harness", "bench", "-q",
          "--profile", "smoke", "--models", "unet2d*"]
 TOTAL = 4
 
@@ -133,7 +133,7 @@ def build(in_channels=1, num_classes=2):
 def _faulty_sweep(tmp_path, fault: str, *options: str) -> subprocess.CompletedProcess:
     path = tmp_path / "faulty_nets.py"
     path.write_text(FAULTY_MODEL)
-    command = [sys.executable, "-m", "pytest", "suites/test_benchmark_peers.py", "-p", "no:cacheprovider", "-q",
+    command = [sys.executable, "-m", "harness", "bench", "-q",
                "--profile", "smoke", "--warmup", "1", "--model", f"{path}:build", "--runs-root", str(tmp_path / "runs"),
                *options]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "FAULT": fault})

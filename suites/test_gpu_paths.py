@@ -11,13 +11,16 @@ import sys
 import types
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from harness import environment, validate
+from harness.bench import environment
+from harness.evidence import validate
 from harness.envelope import check
-from harness.measure import memory, peak, run, timing, workload
-from harness.spec import BenchSpec
+from harness.bench import memory, peak, run, timing, workload
+from harness.bench.spec import BenchSpec
 from harness.store.schema import ENV_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,8 +93,8 @@ def memory_holds(monkeypatch):
     """find_max_batch against a fake GPU where batches up to N fit; returns the batches it tried."""
     def install(n):
         tried: list[int] = []
-        monkeypatch.setattr(run, "prepare", lambda spec, device=None: FakeOOMWorkload(spec.batch, n, tried))
-        monkeypatch.setattr(run, "refusal", lambda spec: "")
+        monkeypatch.setattr(run, "resolve", lambda spec: SimpleNamespace(spec=spec, refusal=""))
+        monkeypatch.setattr(run, "prepare", lambda config, device=None: FakeOOMWorkload(config.spec.batch, n, tried))
         monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
         return tried
     return install
@@ -548,10 +551,10 @@ def run_gpu_checks(tmp_path, failing=()):
 
 
 def test_gpu_checks_run_every_step_even_after_failures_then_exit_non_zero_naming_them(tmp_path):
-    done, calls = run_gpu_checks(tmp_path, failing=("harness.validate", "gpu-paper-best"))
+    done, calls = run_gpu_checks(tmp_path, failing=("harness.evidence.validate", "gpu-paper-best"))
     assert done.returncode == 1
-    assert [c.split()[1] for c in calls] == ["harness.validate", "pytest", "pytest", "harness.claims", "harness.report"]
-    assert "--models unet3d* " in calls[1] and "--run-id gpu-paper-fp32-eager" in calls[1]  # the default pattern
+    assert [c.split()[1] for c in calls] == ["harness.evidence.validate", "harness", "harness", "harness.evidence.claims", "harness.report"]
+    assert "--models unet3d* " in calls[1] and "--run-id gpu-paper-fp32-eager" in calls[1]  # the pattern, unexpanded
     assert "2 of 5 steps failed: validate (exit 1), paper-best (exit 1)" in done.stderr
 
 

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, strategies as st
 
 from harness.launch.__main__ import main as launch_main
-from harness.launch.merge import merge
+from harness.store.merge import merge
 from harness.launch.shards import assign, parse_shard, select
 from harness.options import OptionError
-from harness.spec import BenchSpec, Measurement
+from harness.bench.spec import BenchSpec, Measurement
 from harness.store.csvfile import read_rows
 from harness.store.schema import row_key
-from harness.store.writer import RunStore
+from harness.store.run_store import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 keys = st.tuples(st.text(max_size=6), st.text(max_size=3), st.integers(1, 8), st.booleans())
@@ -116,21 +116,16 @@ def _pids_of(run_id: str) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if entry.name.isdigit() and b"pytest" in argv and run_id.encode() in argv:
+        if entry.name.isdigit() and b"bench" in argv and run_id.encode() in argv:
             found.append(int(entry.name))
     return found
 
 
 def _expected_keys(models: str) -> set:
-    """The configurations one pytest process measures for these options (every benchmark file's families)."""
-    import importlib
+    """The configurations one pytest process measures for these options."""
+    from harness.bench.profiles import specs
 
-    from harness.profiles import specs
-
-    expected = set()
-    for module in ("test_benchmark_unet", "test_benchmark_resnet", "test_benchmark_resnet_encoder"):
-        expected |= {s.key for s in specs("smoke", "cpu", models, importlib.import_module(module).FAMILIES)}
-    return expected
+    return {s.key for s in specs("smoke", "cpu", models)}
 
 
 def test_local_launcher_shards_killed_and_resumed_equal_one_process(tmp_path):
@@ -161,7 +156,7 @@ def test_local_launcher_shards_killed_and_resumed_equal_one_process(tmp_path):
     from harness.report.load import load_results
 
     assert len(load_results([runs / "sw"])) == len(merged)
-    wrong = subprocess.run([sys.executable, "-m", "pytest", "suites/test_benchmark_unet.py", "-p", "no:cacheprovider",
+    wrong = subprocess.run([sys.executable, "-m", "harness", "bench",
                             "--runs-root", str(runs), "--resume", "sw"], cwd=REPO, capture_output=True, text=True)
     assert wrong.returncode == 2 and "python -m harness.launch --resume sw" in wrong.stdout + wrong.stderr
 
@@ -189,7 +184,7 @@ def test_bad_launcher_options_exit_2_and_write_nothing(tmp_path, capsys, monkeyp
 
 
 def test_a_shard_outside_the_sweep_stops_pytest_with_exit_2(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "pytest", "suites/test_benchmark_unet.py", "-q", "-p", "no:cacheprovider",
+    done = subprocess.run([sys.executable, "-m", "harness", "bench", "-q",
                            "--profile", "smoke", "--models", "unet2d", "--shard", "3/2", "--runs-root", str(tmp_path / "r")],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "--shard '3/2' is not a shard" in done.stdout + done.stderr

@@ -10,10 +10,10 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from harness import peers
+from harness.catalog import peers, registry
 from harness.envelope import check
-from harness.registry import get_variant, list_models
-from harness.user_models import register_reference
+from harness.catalog.registry import get_variant, list_models
+from harness.catalog.user import register_reference
 
 REPO = Path(__file__).resolve().parent.parent
 # A small UNet with two poolings and concatenated skips: it needs sizes divisible by 4 and at least 4,
@@ -65,8 +65,8 @@ def _runs(name: str, shape, train: bool) -> tuple | None:
 def test_every_peer_is_listed_with_its_install_command_when_missing(monkeypatch):
     listed = list_models("*", sources=("peer",))
     assert {"monai-basicunet", "monai-flexunet-resnet50", "nnunet-plain", "nnunet-resenc-m"} <= set(listed)
-    monkeypatch.setattr(peers, "available", lambda library: False)
-    out = subprocess.run([sys.executable, "-c", "import harness.peers as p; p.available = lambda l: False; "
+    monkeypatch.setattr(registry, "available", lambda library: False)
+    out = subprocess.run([sys.executable, "-c", "import harness.catalog.registry as r; r.available = lambda l: False; "
                           "from harness.__main__ import main; main(['list', 'nnunet-*'])"],
                          cwd=REPO, capture_output=True, text=True, timeout=120).stdout
     assert "nnunet-plain" in out and "unavailable" in out and "pip install" in out
@@ -121,7 +121,7 @@ def test_a_model_in_a_new_file_goes_through_list_check_bench_and_report(user_mod
                              text=True)
     assert checked.returncode == 2 and "multiple of 4" in checked.stderr
     runs = tmp_path / "runs"
-    bench = subprocess.run([sys.executable, "-m", "pytest", "suites/test_benchmark_peers.py", "-p", "no:cacheprovider",
+    bench = subprocess.run([sys.executable, "-m", "harness", "bench",
                             "-q", "--profile", "smoke", "--warmup", "1", "--model", reference, "--set", "width=2",
                             "--runs-root", str(runs), "--run-id", "lab"], cwd=REPO, capture_output=True, text=True,
                            timeout=600)

@@ -7,8 +7,9 @@ import random
 
 import pytest
 
-from harness import environment, facts
-from harness.regress import (EXIT_CANNOT_JUDGE, EXIT_OK, EXIT_REGRESSION, Baseline, choose_baseline, combine,
+from harness.bench import environment
+from harness.evidence import facts
+from harness.evidence.regress import (EXIT_CANNOT_JUDGE, EXIT_OK, EXIT_REGRESSION, Baseline, choose_baseline, combine,
                              config_key, interleaved, judge, main, print_report, quick_specs)
 from harness.store.schema import RESULT_COLUMNS
 

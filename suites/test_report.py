@@ -3,13 +3,13 @@ import hashlib
 
 import pytest
 
-from harness.environment import capture
-from harness.measure import measure
+from harness.bench.environment import capture
+from harness.bench.run import measure
 from harness.report.__main__ import build
 from harness.report.load import load_results
 from harness.report.tables import comparison
-from harness.spec import BenchSpec
-from harness.store.writer import RunStore
+from harness.bench.spec import BenchSpec
+from harness.store.run_store import RunStore
 
 
 def _sweep(run_dir, models):
@@ -46,7 +46,7 @@ def test_the_latest_row_wins_when_a_configuration_was_measured_twice(runs, tmp_p
 
 
 def test_report_files_are_written_and_rebuild_byte_for_byte(runs, tmp_path, monkeypatch):
-    monkeypatch.setattr("harness.report.__main__.update_readme", lambda markdown: False)
+    
     first = build([runs], tmp_path / "one")
     second = build([runs], tmp_path / "two")
     names = sorted(p.name for p in first)

@@ -4,10 +4,10 @@ from dataclasses import replace
 
 
 from harness.store.schema import RESULT_COLUMNS, row_key
-from harness.environment import capture
-from harness.measure import measure
-from harness.spec import BenchSpec
-from harness.store.writer import RunStore
+from harness.bench.environment import capture
+from harness.bench.run import measure
+from harness.bench.spec import BenchSpec
+from harness.store.run_store import RunStore
 
 
 def test_an_unsupported_configuration_is_an_error_row_not_an_exception():

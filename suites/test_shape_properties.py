@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 import strategies as S
 from harness import get_variant, list_models
 from harness.envelope import check
-from harness.probe import run_once
+from harness.catalog.meta_probe import run_once
 
 
 # Variants whose envelope is a hand-written interpreter (peers' and user models' are meta runs already).

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import reference_models as rm
-from harness.probe import build
+from harness.catalog.meta_probe import build
 
 
 def _printed(model, x):

@@ -3,12 +3,12 @@ speed): warm-up that waits for the step time to settle on CUDA, block sizing, st
 raw samples, FLOPs of exactly the timed step, and the measured peak."""
 import pytest
 
-from harness.counting import count_work
-from harness.measure import measure, step_flops
-from harness.measure import timing
-from harness.measure.peak import measure_peak_tflops
-from harness.probe import build
-from harness.spec import BenchSpec, Measurement
+from harness.bench.counting import count_work
+from harness.bench.run import measure, step_flops
+from harness.bench import timing
+from harness.bench.peak import measure_peak_tflops
+from harness.catalog.meta_probe import build
+from harness.bench.spec import BenchSpec, Measurement
 
 SPEC = BenchSpec("unet3d", (1, 16, 16, 16), 4, "inference")
 
@@ -73,7 +73,7 @@ def test_a_measurement_whose_warm_up_did_not_settle_is_not_warm(monkeypatch):
                             warmup_settled=False)
     assert not unsettled.warm and Measurement(SPEC, latency_s=(0.1,), warmup_steps=50).warm
 
-    from harness.measure import run
+    from harness.bench import run
     monkeypatch.setattr(run, "warm_up", lambda step, warmup, device: timing.WarmUp(2.0, 50, False))
     monkeypatch.setattr(run.PeakCache, "get", lambda self, device, precision: 1.0)
     monkeypatch.setattr(run, "block_steps", lambda step_s: 1)
@@ -137,7 +137,7 @@ def test_a_depthwise_convolution_backward_costs_twice_its_forward_not_groups_tim
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from harness.measure.run import _conv_backward_flop
+    from harness.bench.run import _conv_backward_flop
 
     conv = torch.nn.Conv3d(64, 64, 3, padding=1, groups=64, device="meta")
     x = torch.empty(2, 64, 8, 8, 8, device="meta", requires_grad=True)

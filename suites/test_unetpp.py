@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 import strategies as S
 from harness import get_variant, list_models
 from harness.envelope import check
-from harness.probe import build, run_once
+from harness.catalog.meta_probe import build, run_once
 
 pytest.importorskip("monai")
 
-from harness.models.unetpp import (EFFB0_CHANNELS, EfficientUNetPlusPlus_3d, UNetPlusPlus_3d,  # noqa: E402
+from harness.catalog.unetpp import (EFFB0_CHANNELS, EfficientUNetPlusPlus_3d, UNetPlusPlus_3d,  # noqa: E402
                                    encoder_parameters)
 
 NAMES = ("unetpp3d", "unetpp3d-effb0", "unetpp3d-effb0-mbconv")
@@ -158,7 +158,7 @@ def test_parameter_counts_of_the_encoder_alone_and_the_whole_network():
 
 
 def test_monai_missing_is_reported_with_the_install_command(monkeypatch):
-    import harness.models.unetpp as upp
+    import harness.catalog.unetpp as upp
     monkeypatch.setattr(upp, "monai_available", lambda: False)
     with pytest.raises(ImportError, match="pip install"):
         EfficientUNetPlusPlus_3d()

@@ -15,12 +15,12 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..options import OptionError, report, require_new_run, require_positive
-from ..store.schema import RUNS_ROOT
-from .local import slots
-from .plan import REPO_ROOT, SweepPlan, describe_exit, pytest_command
-from .slurm import require_submitit
-from .sweep import run_sweep
+from harness.options import OptionError, report, require_new_run, require_positive
+from harness.store.schema import RUNS_ROOT
+from harness.launch.local import slots
+from harness.launch.plan import REPO_ROOT, SweepPlan, describe_exit, pytest_command
+from harness.launch.slurm import require_submitit
+from harness.launch.sweep import run_sweep
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 OWNED = ("--shard", "--run-id", "--resume", "--runs-root")  # set per shard by the launcher
@@ -95,7 +95,7 @@ def _launcher_settings(opts, previous: dict, pytest_args: list[str]) -> dict:
     gpus = opts.gpus_per_task if opts.gpus_per_task is not None else old_cluster.get("gpus_per_task")
     cpus = opts.cpus_per_task or old_cluster.get("cpus_per_task")
     if launcher == "slurm":
-        from .slurm import partition_offer, resolve_request
+        from harness.launch.slurm import partition_offer, resolve_request
 
         # What the partition's nodes have (sinfo): the defaults, and a request no node can meet refused here.
         gpus, cpus = resolve_request(partition_offer(partition), 0 if gpus is None and device == "cpu" else gpus, cpus)

@@ -9,8 +9,8 @@ import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .job import ShardJob, run_shard
-from .plan import REPO_ROOT, SweepPlan
+from harness.launch.job import ShardJob, run_shard
+from harness.launch.plan import REPO_ROOT, SweepPlan
 
 
 def visible_gpus() -> list[str]:

@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..options import OptionError
+from harness.options import OptionError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = "launch.json"
@@ -21,14 +21,10 @@ MANIFEST = "launch.json"
 FINISHED = (0, 1)
 
 
-def bench_files() -> list[str]:
-    """The benchmark suites a shard runs (the same files as ``nox -s bench``)."""
-    return sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "suites").glob("test_benchmark_*.py"))
-
-
 def pytest_command(pytest_args: list[str]) -> list[str]:
-    """A shard's command without the interpreter: the existing pytest path, so rows are real benchmark rows."""
-    return ["-m", "pytest", *bench_files(), "-p", "no:cacheprovider", "-q", *pytest_args]
+    """A shard's command without the interpreter: the benchmark sweep of ``python -m harness bench`` (the
+    packaged pytest plugin), so rows are real benchmark rows."""
+    return ["-m", "harness", "bench", "-q", *pytest_args]
 
 
 @dataclass

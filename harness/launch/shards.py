@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Callable, Iterable, TypeVar
 
-from ..options import OptionError
+from harness.options import OptionError
 
 T = TypeVar("T")
 

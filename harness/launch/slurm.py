@@ -22,9 +22,9 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from ..options import OptionError
-from .job import ShardJob, run_shard
-from .plan import REPO_ROOT, SweepPlan
+from harness.options import OptionError
+from harness.launch.job import ShardJob, run_shard
+from harness.launch.plan import REPO_ROOT, SweepPlan
 
 
 @dataclass(frozen=True)

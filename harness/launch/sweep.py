@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .local import run_local, slots
-from .merge import MergeResult, merge
-from .plan import SweepPlan, describe_exit
-from .slurm import ClusterSettings, run_array
+from harness.launch.local import run_local, slots
+from harness.store.merge import MergeResult, merge
+from harness.launch.plan import SweepPlan, describe_exit
+from harness.launch.slurm import ClusterSettings, run_array
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ import json
 import re
 from pathlib import Path
 
-from . import plots, reproduction, tables
-from ..store.schema import RESULTS_ROOT as RESULTS
-from ..options import OptionError
-from ..options import report as report_option_error
-from .load import load_results, result_files, variant_order
+from harness.report import plots, reproduction, tables
+from harness.store.schema import RESULTS_ROOT as RESULTS
+from harness.options import OptionError
+from harness.options import report as report_option_error
+from harness.report.load import load_results, result_files, variant_order
 
 
 def _slug(text: str) -> str:

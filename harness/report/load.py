@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..store.csvfile import read_rows
-from ..store.schema import KEY_COLUMNS, RENAMED_COLUMNS, RESULT_COLUMNS, RUNS_ROOT as RUNS, exec_mode_of
+from harness.store.csvfile import read_rows
+from harness.store.schema import KEY_COLUMNS, RENAMED_COLUMNS, RESULT_COLUMNS, RUNS_ROOT as RUNS, exec_mode_of
 
 TEXT_COLUMNS = ["model", "source", "overrides", "input_shape", "mode", "device", "dtype", "exec_mode", "memory_kind", "error", "flop_error",
                 "uncalled_modules", "zero_mac_ops", "unsupported_ops", "output_shape", "device_name", "cpu",

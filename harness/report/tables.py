@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..store.schema import SOURCE_LABELS
+from harness.store.schema import SOURCE_LABELS
 
 BASELINE = "unet3d"
 SOURCE_ORDER = {source: i for i, source in enumerate(SOURCE_LABELS)}

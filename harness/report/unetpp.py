@@ -1,6 +1,6 @@
 """The article's closing question (UNet++ with an EfficientNet-B0 encoder), answered from the committed
 runs and ``results/claims.json``'s ``unetpp`` section. Reports never measure: every number here was
-measured by a bench run or counted by ``python -m harness.claims``."""
+measured by a bench run or counted by ``python -m harness.evidence.claims``."""
 from __future__ import annotations
 
 import pandas as pd
@@ -33,7 +33,7 @@ def build(claims: dict, results: pd.DataFrame) -> list[str]:
              "article's unet3d and unet3d-resnet50.", ""]
     if not params:
         return lines + ["*No `unetpp` section in `results/claims.json`: install the unetpp extra (MONAI), then run "
-                        "`python -m harness.claims --only unetpp`.*", ""]
+                        "`python -m harness.evidence.claims --only unetpp`.*", ""]
     ref, var = params["reference"], params["variants"]
     rows = _rows(results)
     first = rows.drop_duplicates("model").set_index("model") if len(rows) else pd.DataFrame()

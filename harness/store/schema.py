@@ -1,11 +1,15 @@
-"""The results contract, once: where results live, the columns of ``results.csv`` (documented in the
-README) and what makes two rows the same configuration. No torch here, so reports read results without it."""
+"""The results contract, once: where results live, the columns of ``results.csv`` (documented in
+docs/results.md) and what makes two rows the same configuration, derived from the spec's identity
+(``BenchSpec.key``). No torch here, so reports read results without it."""
 from pathlib import Path
+
+from harness.bench.spec import KEY_FIELDS
 
 # Where a variant comes from, as tables and listings label it (Family.source), in display order.
 SOURCE_LABELS = {"article": "article", "follow-up": "follow-up", "peer": "peer", "user": "yours"}
 
-RESULTS_ROOT = Path(__file__).resolve().parents[2] / "results"
+# Under the directory the harness runs in: a checkout of this repository, or a lab's own repository.
+RESULTS_ROOT = Path.cwd() / "results"
 RUNS_ROOT = RESULTS_ROOT / "runs"
 
 MEASURE_COLUMNS = [
@@ -22,9 +26,10 @@ ENV_COLUMNS = ["torch", "cuda", "cudnn", "cudnn_tf32", "matmul_tf32", "device_na
                "git_commit", "git_dirty", "seed", "gpu_max_sm_clock_mhz", "gpu_nvml",
                "slurm_job_id", "slurm_array_task_id", "node"]
 RESULT_COLUMNS = MEASURE_COLUMNS + ENV_COLUMNS + ["run_id", "finished_at"]
-# What makes two rows the same configuration (BenchSpec.key, in CSV form).
-KEY_COLUMNS = ["model", "overrides", "input_shape", "batch", "mode", "device", "dtype", "channels_last",
-               "exec_mode"]
+# A spec field's column where the two names differ: the results contract calls the precision ``dtype``.
+COLUMN_OF_FIELD = {"precision": "dtype"}
+# What makes two rows the same configuration: BenchSpec.key's fields, as CSV columns.
+KEY_COLUMNS = [COLUMN_OF_FIELD.get(name, name) for name in KEY_FIELDS]
 # Columns of runs written before the latency/throughput split, and what replaced them.
 RENAMED_COLUMNS = {"median_ms": "latency_ms", "iqr_ms": "latency_iqr_ms"}
 
@@ -38,8 +43,9 @@ def exec_mode_of(row: dict) -> str:
 
 def row_key(row: dict) -> tuple:
     """The BenchSpec.key of a CSV row (values arrive as text)."""
-    return (row["model"], row["overrides"], row["input_shape"], int(row["batch"]), row["mode"],
-            row["device"], row["dtype"], row["channels_last"] == "True", exec_mode_of(row))
+    parse = {"batch": int, "channels_last": lambda v: str(v) == "True"}
+    values = {**row, "exec_mode": exec_mode_of(row)}
+    return tuple(parse.get(column, str)(values[column]) for column in KEY_COLUMNS)
 
 
 # An error that says the configuration cannot run here at all (the envelope's refusal): measuring it

@@ -1,0 +1,120 @@
+"""The runner's command-line options, and one ``RunOptions`` read from them once per pytest session.
+Every value is checked (``check``) before anything is built or written."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.bench.profiles import PROFILES, best_options, default_profile
+from harness.store.schema import RUNS_ROOT
+
+
+def add_options(parser) -> None:
+    group = parser.getgroup("harness", "benchmark harness")
+    group.addoption("--bench", action="store_true", help="run the benchmark sweep (the packaged benchmark test); "
+                    "implied by --profile, --models and --model")
+    group.addoption("--profile", choices=sorted(PROFILES), help="sweep profile (default: paper on a GPU, "
+                    "cpu otherwise; smoke under --benchmark-disable)")
+    group.addoption("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    group.addoption("--models", help="shell pattern over variant names, e.g. 'unet3d*' (default: the profile's "
+                    "variants: the article's, with the peers profile also MONAI's and nnU-Net's)")
+    group.addoption("--model", action="append", default=[], metavar="REF", help="your own model: "
+                    "package.module:function or path/to/file.py:function returning an nn.Module (repeatable); "
+                    "constructor arguments through --set")
+    group.addoption("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="constructor argument for every measured variant, e.g. --set base_c=32")
+    group.addoption("--precision", choices=("fp32", "bf16", "fp16"), help="only this precision")
+    group.addoption("--channels-last", action="store_true", help="channels-last (3D) memory format")
+    group.addoption("--exec-mode", choices=("eager", "compile", "cudagraphs", "best"),
+                    help="eager (default); compile: torch.compile; cudagraphs: CUDA graphs through torch.compile "
+                    "mode reduce-overhead (CUDA only); best: the fastest preset for the device (CUDA: cudagraphs, "
+                    "bf16, channels-last)")
+    group.addoption("--compile", action="store_true", help="the same as --exec-mode compile")
+    group.addoption("--no-cudnn-benchmark", action="store_true", help="cudnn.benchmark off on CUDA")
+    group.addoption("--rounds", type=int, help="latency samples (synchronized single steps) per configuration")
+    group.addoption("--blocks", type=int, help="throughput samples (blocks of back-to-back steps) per configuration")
+    group.addoption("--warmup", type=int, help="untimed warm-up steps per configuration (CUDA: at least; "
+                    "warm-up goes on until the step time settles)")
+    group.addoption("--threads", type=int, help="torch.set_num_threads (CPU)")
+    group.addoption("--find-max-batch", action="store_true", help="also find the largest batch that fits (CUDA)")
+    group.addoption("--run-id", help="name of the run directory under --runs-root (default: time-device-profile)")
+    group.addoption("--resume", metavar="RUN_ID", help="continue a run: skip configurations it already has "
+                    "(rows that failed, or whose warm-up never settled, are measured again)")
+    group.addoption("--resume-mixed", action="store_true", help="resume even where the device, profile, "
+                    "precision or machine differ from the run's first attempt (rows then are not comparable)")
+    group.addoption("--shard", metavar="I/N", help="measure only shard I of N of the sweep (0 <= I < N): a "
+                    "deterministic split by configuration key; python -m harness.launch runs every shard")
+    group.addoption("--runs-root", help=f"where runs go (default {RUNS_ROOT}; a temporary folder when "
+                    "benchmarks are disabled)")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options of one pytest session, read once."""
+
+    bench: bool
+    device: str
+    profile: str
+    models: str | None
+    user_models: tuple[str, ...]
+    overrides: tuple[str, ...]
+    precision: str | None
+    channels_last: bool
+    exec_mode: str
+    cudnn_benchmark: bool
+    rounds: int | None
+    blocks: int | None
+    warmup: int | None
+    threads: int | None
+    find_max_batch: bool
+    run_id: str | None
+    resume: str | None
+    resume_mixed: bool
+    shard: str | None
+    runs_root: Path
+    benchmarks_disabled: bool
+    spec_options: dict = field(default_factory=dict, hash=False)  # BenchSpec fields the options set
+
+    @classmethod
+    def from_config(cls, config) -> "RunOptions":
+        option = config.getoption
+        device = option("--device") or _default_device()
+        disabled = bool(option("benchmark_disable"))
+        profile = option("--profile") or ("smoke" if disabled else default_profile(device))
+        exec_mode = option("--exec-mode") or ("compile" if option("--compile") else "eager")
+        bench = bool(option("--bench") or option("--profile") or option("--models") is not None or option("--model"))
+        read = cls(bench, device, profile, option("--models"), tuple(option("--model")), tuple(option("--set")),
+                   option("--precision"), bool(option("--channels-last")), exec_mode,
+                   device == "cuda" and not option("--no-cudnn-benchmark"), option("--rounds"), option("--blocks"),
+                   option("--warmup"), option("--threads"), bool(option("--find-max-batch")), option("--run-id"),
+                   option("--resume"), bool(option("--resume-mixed")), option("--shard"),
+                   Path(option("--runs-root") or RUNS_ROOT), disabled)
+        return read.with_spec_options()
+
+    def with_spec_options(self) -> "RunOptions":
+        """The BenchSpec fields these options set (None: the profile's)."""
+        chosen = dict(precision=self.precision, rounds=self.rounds, warmup=self.warmup, blocks=self.blocks)
+        if self.channels_last:
+            chosen["channels_last"] = True
+        if self.exec_mode == "best":
+            chosen.update(best_options(self.device))
+        else:
+            chosen["exec_mode"] = self.exec_mode
+        if self.device == "cuda" and not self.cudnn_benchmark:
+            chosen["cudnn_benchmark"] = False
+        self.spec_options.update(chosen)
+        return self
+
+    def recorded(self, threads_now: int) -> dict:
+        """The options a run records in environment.json, and compares when it is resumed."""
+        return {"device": self.device, "profile": self.profile, "models": self.models,
+                "user_models": list(self.user_models), "set": list(self.overrides),
+                "precision": self.precision or "profile", "rounds": self.rounds, "warmup": self.warmup,
+                "blocks": self.blocks, "channels_last": self.channels_last, "exec_mode": self.exec_mode,
+                "cudnn_benchmark": self.cudnn_benchmark, "threads": self.threads or threads_now, "shard": self.shard}
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

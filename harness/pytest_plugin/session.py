@@ -1,0 +1,196 @@
+"""The one object a pytest session keeps: its options, the configurations it measures (resolved once),
+the run folder and its store, what a resumed run already has, progress lines and failure counts.
+The hooks in ``plugin`` hand their work here; nothing is kept on pytest's ``config`` but this object."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from functools import cached_property
+from pathlib import Path
+
+import pytest
+
+from harness.bench import environment
+from harness.bench.profiles import select_models, specs
+from harness.bench.run import WorkCache, find_max_batch, measure
+from harness.bench.spec import BenchSpec, Measurement
+from harness.bench.timing import time_step
+from harness.catalog.registry import get_variant, require_models
+from harness.catalog.user import register_entry_points, register_reference
+from harness.launch.shards import parse_shard, select
+from harness.options import (OptionError, require_cuda_for, require_device, require_new_run,
+                             require_positive, require_run)
+from harness.overrides import format_overrides, parse_overrides
+from harness.pytest_plugin.options import RunOptions
+from harness.store.run_store import RunStore, new_run_id
+from harness.store.schema import is_refusal
+
+
+class HarnessSession:
+    def __init__(self, config, options: RunOptions):
+        self.config = config
+        self.options = options
+        self.run_dir: Path | None = None  # set at collection when rows go under --runs-root
+        self.total = 0
+        self.started = 0
+        self.failed = 0  # configurations whose measurement failed (error rows that are not refusals)
+        self.work_cache = WorkCache()
+        self.run_store: RunStore | None = None  # made on first use (store())
+
+    # --- what is measured, worked out once ---------------------------------------------------------------
+
+    @cached_property
+    def user_models(self) -> tuple[str, ...]:
+        """--model references (and entry-point models), registered once; their variant names."""
+        register_entry_points()
+        return tuple(register_reference(reference) for reference in self.options.user_models)
+
+    @cached_property
+    def models(self) -> list[str]:
+        return select_models(self.options.profile, self.options.models, self.user_models)
+
+    @cached_property
+    def specs(self) -> list[BenchSpec]:
+        overrides = format_overrides(parse_overrides(list(self.options.overrides))) or None
+        found = specs(self.options.profile, self.options.device, self.models, overrides=overrides,
+                      **self.options.spec_options)
+        return select(found, *parse_shard(self.options.shard)) if self.options.shard else found
+
+    def check(self) -> None:
+        """Refuse bad options before anything is built or written (pytest_configure runs before collection)."""
+        options = self.options
+        require_device(options.device)
+        if options.models is not None:
+            require_models(options.models)
+        overrides = parse_overrides(list(options.overrides))  # a malformed --set is refused here
+        if options.bench and not self.models:
+            raise OptionError(f"the {options.profile} profile selects no variant that can run here. Way out: "
+                              f"--models PATTERN or --model module:function (`python -m harness list`).")
+        for name in self.models if options.bench else ():  # every --set argument must be one each builder takes
+            get_variant(name).constructor_args(**overrides)
+        if options.shard is not None:
+            parse_shard(options.shard)
+        require_positive("--rounds", options.rounds)
+        require_positive("--blocks", options.blocks)
+        require_positive("--warmup", options.warmup, allow_zero=True)
+        require_positive("--threads", options.threads)
+        if options.exec_mode in ("cudagraphs", "best"):
+            require_cuda_for(f"--exec-mode {options.exec_mode}", options.device, "CUDA graphs capture GPU kernels")
+        if options.find_max_batch:
+            require_cuda_for("--find-max-batch", options.device, "on the CPU running out of memory ends the "
+                             "process instead of raising, so the largest batch cannot be searched for")
+        if options.benchmarks_disabled:
+            return  # rows go to a temporary folder: no run under --runs-root is read or written
+        root, resume, run_id = options.runs_root, options.resume, options.run_id
+        if resume and run_id and run_id != resume:
+            raise OptionError(f"--run-id {run_id!r} and --resume {resume!r} name two runs. Way out: give only --resume.")
+        if resume:
+            store = RunStore(require_run(root, resume), create=False)
+            if "merged_from" in store.first_record() or (store.run_dir / "launch.json").is_file():
+                raise OptionError(f"--resume {resume!r} is a sweep's merged run, which no single process measures. "
+                                  f"Way out: python -m harness.launch --resume {resume} (or nox -s bench -- --launcher "
+                                  f"local --resume {resume}) reruns the shards that did not finish.")
+            conflicts = store.resume_conflicts(environment.capture(options.device), self.recorded_options())
+            if conflicts and not options.resume_mixed:
+                raise OptionError(f"--resume {resume!r} would mix rows that are not comparable with the run's "
+                                  f"first attempt ({'; '.join(conflicts)}). Way out: resume with the same options "
+                                  f"on the same machine, start a new run, or add --resume-mixed to mix them anyway.")
+        elif run_id:
+            require_new_run(root, run_id)
+
+    def recorded_options(self) -> dict:
+        import torch
+
+        return self.options.recorded(torch.get_num_threads())
+
+    # --- the run folder ---------------------------------------------------------------------------------
+
+    def open_run(self, write_line) -> Path:
+        """The run folder under --runs-root (a resumed run made ready to append to)."""
+        options = self.options
+        self.run_dir = options.runs_root / (options.resume or options.run_id
+                                            or new_run_id(options.device, options.profile))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if options.resume:
+            torn, again = RunStore(self.run_dir).prepare_resume()
+            if torn:
+                write_line(f"warning: {self.run_dir / 'results.csv'} ended in a torn record (the run was "
+                           f"interrupted mid-write); dropped it, and its configuration is measured again: {torn[:80]!r}")
+            if again:
+                write_line(f"{len(again)} row(s) of {self.run_dir.name} were not valid measurements and are measured "
+                           f"again: {'; '.join(again[:5])}{' ...' if len(again) > 5 else ''}")
+        return self.run_dir
+
+    def store(self, tmp_root: Path) -> RunStore:
+        """The run's store, made on first use (with benchmarks disabled, in a temporary folder)."""
+        if self.run_store is None:
+            options = self.options
+            self.run_store = RunStore(self.run_dir or tmp_root / new_run_id(options.device, options.profile))
+            self.env = environment.capture(options.device)
+            self.run_store.write_environment(self.env, **self.recorded_options(), resumed=bool(options.resume))
+            self.done = self.run_store.completed_keys() if options.resume else set()
+        return self.run_store
+
+    # --- one configuration ------------------------------------------------------------------------------
+
+    def progress(self, text: str) -> None:
+        """A line on the terminal now: pytest captures output during a test, so lift that briefly."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        if capture is None:
+            reporter.write_line(text)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(text)
+
+    def measure(self, spec: BenchSpec, benchmark) -> Measurement:
+        """Measure one configuration, record its row, then pass, skip (a refusal) or fail (a failed measurement)."""
+        self.started += 1
+        position = f"[{self.started}/{self.total}]"
+        store = self.run_store
+        if spec.key in self.done:
+            pytest.skip(f"already in run {store.run_id} (resumed)")
+        self.progress(f"{position} {spec.label} ...")
+        benchmark.group = get_variant(spec.model).family
+        m = measure(spec, pedantic_timer(benchmark), self.work_cache)
+        if self.options.find_max_batch and not m.error:
+            m = replace(m, max_batch=find_max_batch(spec))
+        row = store.append(m, self.env)
+        benchmark.extra_info.update({k: row[k] for k in ("model", "input_shape", "batch", "mode", "dtype", "exec_mode",
+                                                          "warm", "step_ms", "samples_per_s", "peak_mem_mb", "gmacs",
+                                                          "step_gflop", "mfu", "params_total", "params_used", "error")})
+        if m.work:
+            benchmark.extra_info["macs_by_operator"] = m.work.macs_by_operator
+            benchmark.extra_info["uncalled_modules"] = list(m.work.uncalled_modules)
+        if m.error and is_refusal(row):  # outside the envelope: the profile point does not apply to this variant
+            self.progress(f"{position} {spec.label}: recorded as a refusal: {m.error}")
+            pytest.skip(f"recorded as a refusal: {m.error}")
+        if m.error:  # the row is written; the configuration failed, and so does its test (the sweep goes on)
+            self.failed += 1
+            self.progress(f"{position} {spec.label}: FAILED, recorded as an error row: {m.error}")
+            pytest.fail(f"{spec.label}: {m.error}", pytrace=False)
+        peak = "unavailable" if m.peak_mem_mb is None else f"{m.peak_mem_mb:.1f} MB"
+        cold = "" if m.warm else (" (the warm-up never settled: not a measurement)" if m.warmup_steps
+                                  else " (no warm-up: not a measurement)")
+        self.progress(f"{position} {spec.label}: latency {m.latency_ms:.1f} ms, throughput {m.step_ms:.1f} ms/step "
+                      f"= {m.samples_per_s:.2f} samples/s, peak memory {peak}{cold}")
+        assert m.output_shape[0] == spec.batch
+        samples = m.latency_s + m.block_s
+        assert all(t > 0 and math.isfinite(t) for t in samples) and len(m.latency_s) >= 1 and len(m.block_s) >= 1
+        return m
+
+
+def pedantic_timer(benchmark):
+    """Latency samples through pytest-benchmark (its JSON then holds the same rounds), each taken by the
+    harness's own loop (``time_step``, one synchronized step); under --benchmark-disable pytest-benchmark
+    calls it once, and that one call is the sample."""
+
+    def timer(step, warmup, rounds):
+        samples = []
+        benchmark.pedantic(lambda: samples.extend(time_step(step, 0, 1)), rounds=rounds, warmup_rounds=warmup,
+                           iterations=1)
+        return tuple(samples[-rounds:])
+
+    return timer
