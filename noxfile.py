@@ -31,6 +31,9 @@ GPU_IMAGE_SUITES = ("suites/test_cli_options.py",
                     "suites/test_faults.py", "suites/test_timing.py", "suites/test_results_store.py",
                     "suites/test_report.py", "suites/test_launch.py", "suites/test_shape_properties.py",
                     "suites/test_regress.py")
+# Under the oldest set: every suite but the faithfulness fingerprints (float64 passes, the slowest suite),
+# which depend on torch alone, the same in every set.
+OLDEST_SUITES = tuple(str(p) for p in sorted(Path("suites").glob("test_*.py")) if p.name != "test_reference_faithful.py")
 # Installed without their declared dependencies: dynamic-network-architectures declares timm, and so
 # torchvision and another torch, which its UNets never import.
 NO_DEPS = {"dynamic-network-architectures"}
@@ -112,7 +115,7 @@ def tests_with(session: nox.Session, deps: str, suites: tuple[str, ...] = ("suit
     session.run("python", "-m", "pip", "list", "--disable-pip-version-check", silent=False)
     args = session.posargs or []
     profile = [] if any(a.startswith("--hypothesis-profile") for a in args) else ["--hypothesis-profile", "ci"]
-    bench = ("--bench",) if "suites" in suites else ()  # the benchmark test, when all suites run
+    bench = ("--bench",) if suites != GPU_IMAGE_SUITES else ()  # the benchmark test, beside the suites
     session.run("python", "-m", "pytest", *suites, *bench, "--benchmark-disable", *profile, *args)
     # A smoke bench, claims and report write under results/ of the directory they run in: a temporary one.
     checkout = str(Path.cwd())
@@ -130,7 +133,7 @@ def tests_with(session: nox.Session, deps: str, suites: tuple[str, ...] = ("suit
 @nox.session
 def tests_oldest(session: nox.Session) -> None:
     """tests plus a smoke bench, claims and report with the oldest supported versions (constraints/oldest.txt)."""
-    tests_with(session, "oldest")
+    tests_with(session, "oldest", OLDEST_SUITES)
 
 
 @nox.session
@@ -331,3 +334,10 @@ def cluster(session: nox.Session) -> None:
             shutil.rmtree(work, ignore_errors=True)
         session.log(f"cluster session {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s"
                     + ("" if ok and not opts.runs_root else f"; runs in {runs}"))
+
+
+@nox.session
+def compare(session: nox.Session) -> None:
+    """Compare two runs (-- BASE NEW: run folders or ids): ratios with 95% intervals, verdicts; non-zero when slower."""
+    install(session, torch=False)  # reads the runs' files only (harness.evidence.compare needs no torch)
+    session.run("python", "-m", "harness.evidence.compare", *session.posargs)

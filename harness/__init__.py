@@ -8,6 +8,7 @@ import importlib
 
 _LAZY = {name: "harness.catalog" for name in
          ("BASELINE", "Claim", "Variant", "create_model", "get_variant", "list_models")}
+_LAZY["infer_volume"] = "harness.bench.volume"  # whole-volume inference through MONAI's sliding windows
 __all__ = sorted(_LAZY)
 
 

@@ -1,6 +1,7 @@
 """``python -m harness``: list variants, show one, check an input against a model's envelope, run the
 benchmark sweep (``bench``: the packaged pytest plugin; every option of ``pytest --bench`` applies), merge
-runs.
+runs, compare two runs (``compare BASE NEW``: harness.evidence.compare).
+``plan``: what fits on a GPU, predicted on the CPU (harness.evidence.plan).
 
 MODEL is a registered variant (``python -m harness list``) or your own model as ``package.module:function``
 or ``path/to/file.py:function`` (see harness.catalog.user).
@@ -11,6 +12,8 @@ import argparse
 import sys
 
 from harness.envelope import check, prober
+from harness.evidence.compare import main as compare_runs
+from harness.evidence.plan import add_plan_command, main as plan
 from harness.store.merge import add_merge_command, run_merge_command
 from harness.overrides import format_value, parse_overrides, parse_shape
 from harness.catalog.registry import get_variant, list_models
@@ -38,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="the benchmark sweep (pytest with the packaged plugin); options as for "
                    "`pytest --bench`, e.g. --profile smoke --model nets:build --runs-root runs", add_help=False)
     add_merge_command(sub)
+    sub.add_parser("compare", help="compare two runs (BASE NEW: run folders or run ids): ratios with intervals, "
+                   "verdicts, changed work; exit 1 when something is slower", add_help=False)
+    add_plan_command(sub)
     return parser
 
 
@@ -86,6 +92,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         return bench(argv[1:])
+    if argv[:1] == ["compare"]:
+        return compare_runs(argv[1:])
+    if argv[:1] == ["plan"]:
+        return plan(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "merge":
         return run_merge_command(args)

@@ -27,6 +27,33 @@ step() {
     fi
 }
 
+# Issue 19, item 6: the memory predictor against measured peaks (docs/memory.md). Every CUDA row of every step
+# carries predicted_peak_mb and predicted_floor_mb (simulated on the CPU, about a second per configuration), and
+# the report's memory.md sets them beside peak_mem_mb; the paper sweep gives the article's variants at fp32.
+# `scripts/gpu_checks.sh memory` runs these steps and the report INSTEAD of the steps below, so that neither run
+# passes the 12 minutes: two peers (--profile memory: monai-basicunet and nnunet-plain at 32-128³, batch 1-4,
+# fp32 and bf16, 80 configurations), the article's MEMORY_MODELS (default unet3d) in bf16 eager at the paper
+# points (12 configurations), and --find-max-batch at 128³ in training for unet3d-resnet50, monai-basicunet and
+# nnunet-plain (--profile memory-max, fp32 and bf16, 6 configurations). Needs monai and
+# dynamic-network-architectures (carry them as wheels). NOT YET RUN ON A GPU: its time on an H200 is unmeasured.
+# Afterwards: commit the runs, refit harness.bench.memory_model.WORKSPACE_FACTORS (fit_workspace_factors, with the
+# new rows added to harness/bench/data/), and report the predictor on them.
+if [[ "${1:-}" == memory ]]; then
+    step memory-peers python -m harness bench -q --profile memory --run-id "gpu-memory-peers"
+    step memory-article-bf16 python -m harness bench \
+        -q --profile paper --precision bf16 --models "${MEMORY_MODELS:-unet3d}" --run-id "gpu-memory-article-bf16"
+    step memory-max-batch python -m harness bench \
+        -q --profile memory-max --find-max-batch --run-id "gpu-memory-max-batch"
+    step report python -m harness.report
+    if ((${#failed[@]} > 0)); then
+        printf -v names '%s, ' "${failed[@]}"
+        echo "gpu_checks memory: ${#failed[@]} of ${steps} steps failed: ${names%, }" >&2
+        exit 1
+    fi
+    echo "gpu_checks memory: all ${steps} steps passed"
+    exit 0
+fi
+
 # 1. The timer against an independent back-to-back loop, on the four configurations where a synchronized
 #    step had disagreed (target: every ratio within 2%; the ratios are in results/validation-cuda.json).
 step validate python -m harness.evidence.validate --device cuda
@@ -36,6 +63,16 @@ step paper-fp32-eager python -m harness bench \
     -q --profile paper --precision fp32 --models "$models" --run-id "gpu-paper-fp32-eager"
 step paper-best python -m harness bench \
     -q --profile paper --exec-mode best --models "$models" --run-id "gpu-paper-best"
+# 2b. Whole-volume inference (issue 18, item 7): the volume profile (unet3d, unet3d-resnet50, nnunet-plain,
+#     monai-basicunet; 1x192x192x192 and 1x192x320x320 in 128³ windows, overlap 0.5, Gaussian, sw batch 1, 2, 4)
+#     at fp32 eager and with the best preset. Needs monai and dynamic-network-architectures beside torch (the GPU
+#     image has neither: carry them as wheels). NOT YET RUN ON A GPU: its time on an H200 is unmeasured, so the
+#     12-minute budget above does not yet account for it; VOLUME_MODELS narrows it (default: the profile's four).
+volume_models=(${VOLUME_MODELS:+--models "$VOLUME_MODELS"})
+step volume-fp32-eager python -m harness bench \
+    -q --profile volume --precision fp32 "${volume_models[@]}" --run-id "gpu-volume-fp32-eager"
+step volume-best python -m harness bench \
+    -q --profile volume --exec-mode best "${volume_models[@]}" --run-id "gpu-volume-best"
 # 3. Claims and the report from everything committed plus these runs.
 step claims python -m harness.evidence.claims
 step report python -m harness.report

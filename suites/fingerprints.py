@@ -6,23 +6,31 @@ models against them wherever the suite runs, and against the article's live code
 
 What a fingerprint holds, and how it is compared (``compare``), the same way on every machine:
 - exact: state_dict keys, shapes and dtypes in order, module names, the seeded initial weights (sha256
-  of each tensor's float32 bytes, taken as built), work counts, stage-print bytes, failure types and
-  messages, integer buffers (``num_batches_tracked``);
-- outputs, gradients and running stats, computed in float64 (see ``Run``): float64 sum, sum of absolute
-  values, sum of squares and a few evenly spaced values, each within ONE relative tolerance, ``RTOL``.
+  of each tensor's bytes as built: float32), work counts, stage-print bytes, failure types and messages,
+  integer buffers (``num_batches_tracked``);
+- outputs, gradients and running stats after the fixed passes of ``Run``: float64 sum, sum of absolute
+  values, sum of squares and a few evenly spaced values, each within ONE relative tolerance, ``RTOL``,
+  of its scale (see ``stats_differ``).
 
-Why float64: another CPU (vendor, vector width, thread count) sums in another order. In float32 that
-moves the last bits (~1e-7), and the train steps where batch norm sees two values per channel (batch 2
-at 1x1x1: the ResNets' layer4, UNet_3d's bottom) amplify them by up to ~1e7: gradients moved by 100%.
-In float64 the same reordering moves the last bits by ~1e-16, and the worst train step by ~1e-10
-(measured: see ``record_fingerprints``, which refuses cases whose recordings on two thread counts differ
-by more than ``AGREEMENT``). RTOL sits between that noise and a wrong number: a residual scaled by 1.001
-moves outputs and gradients by ~1e-3 or more (``test_fingerprint_catches_a_planted_wrong_residual``).
+Another machine (CPU vendor, vector width, thread count) sums in another order. Two things keep that
+from moving the checked numbers by more than ~1e-9 of their scale:
+- every fingerprinted pass runs in float64 (``DTYPE``; the float32 weights and seeded inputs widened
+  exactly). In float32 the reordering moves the last bits (~1e-7), and the train steps amplify that:
+  recordings of the article's code on 2 threads and on 1 had gradients up to 600 times their scale apart;
+- train-mode batch norm sees four values per channel or more where nothing bypasses it (CASES). With
+  two (batch 2 at 1x1x1) it maps them to about +-1 whatever they are and its backward cancels: even in
+  float64 the ResNets' gradients were 1e-6 to 3e-4 apart between thread counts and vector widths.
+Measured against the recording (2 threads, AVX512): on 1 thread at most 7e-10, with ATen's AVX2 kernels
+and MKL's AVX2 or compatible code paths at most 2e-9. RTOL = 1e-6 leaves a factor of 500 over that and
+catches a wrong number: a residual scaled by 1.001 moves the outputs by 3e-3 or more and most gradients
+by far more (``test_fingerprint_catches_a_planted_wrong_residual``). ``record_fingerprints`` refuses a
+case whose recordings on two thread counts differ by more than ``AGREEMENT``.
 
-What float64 cannot absorb is other initial weights: they are the RNG's float32 output, bit-identical
-wherever torch's vectorised RNG runs (AVX2 and AVX512 x86 CPUs, any vendor), and the sha256 check says
-so when they differ (another torch, or a CPU where torch draws with its scalar RNG); there the
-ill-conditioned train steps follow the weights' last bits, and only a recording made there holds.
+What float64 cannot absorb is other initial weights. They are the RNG's float32 output, bit-identical
+wherever torch draws with its vectorised RNG (AVX2 and AVX512 x86 CPUs, any vendor); under another torch,
+or on a CPU where torch draws with its scalar code (no AVX2, e.g. ARM), they may differ in the last bits,
+the sha256 check says so, and the outputs and gradients follow them (measured with torch's scalar RNG:
+gradients up to twice their scale apart). There only a recording made with that RNG holds.
 """
 from __future__ import annotations
 
@@ -50,10 +58,9 @@ GRAD_SAMPLES = 2     # ... of each gradient and running stat
 
 BOTTLENECK_50 = [3, 4, 6, 3]
 # (id, article section, class name, constructor kwargs (block given by name), input for output checks)
-# Batch 4 where the last stage is 1x1x1 at 16^3 and nothing bypasses it (the Bottleneck ResNets and
-# encoders): train-mode batch norm there sees four values per channel. With two it maps them to about
-# +-1 whatever they are, and its backward cancels to ~eps: gradients off by 1e-6 to 1e-4 between thread
-# counts even in float64, against ~1e-10 with four (record_fingerprints checks every case).
+# Batch 4 for the Bottleneck ResNets and encoders, whose layer4 is 1x1x1 at 16^3 with nothing around it:
+# train-mode batch norm there sees four values per channel. With two their float64 gradients were 1e-6
+# to 3e-4 apart between thread counts and vector widths, with four at most 2e-9 (see the docstring).
 CASES = [
     ("unet2d", "unet2d", "UNet", dict(bilinear=True), (2, 1, 32, 48)),
     ("unet2d-transposed", "unet2d", "UNet", dict(bilinear=False, base_c=8), (2, 1, 33, 40)),
@@ -117,7 +124,7 @@ def silently(fn, *args):
 
 
 def seeded_input(shape, seed: int) -> torch.Tensor:
-    """Seeded float32 normal values (the RNG's own output, the same on every x86 CPU), as DTYPE."""
+    """Seeded float32 normal values (the RNG's own output: see the module docstring), widened to DTYPE."""
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(DTYPE)
 
 
@@ -133,12 +140,18 @@ class Run:
 
     def __init__(self, model: torch.nn.Module, input_shape: tuple):
         self.model, self.input_shape = model, tuple(input_shape)
-        # As built. The buffers, which the train step moves, are copied; the parameters keep their float32
-        # storage, which the conversion below replaces (out of place) and nothing writes.
         self.buffer_names = {name for name, _ in model.named_buffers()}
-        self.initial_state = {k: v.clone() if k in self.buffer_names else v for k, v in model.state_dict().items()}
         self.module_names = [name for name, _ in model.named_modules()]
+        self.built_dtypes = {k: v.dtype for k, v in model.state_dict().items()}
         model.to(DTYPE)
+        # The initial state in DTYPE, which holds float32 values exactly: ``as_built`` gives back the bytes.
+        # The parameters share storage with the model (no step is taken); the buffers, which the train
+        # step moves, are copied.
+        self.initial_state = {k: v.clone() if k in self.buffer_names else v for k, v in model.state_dict().items()}
+
+    def as_built(self, key: str) -> torch.Tensor:
+        """The initial ``key`` in the dtype the model was built with (float32 for weights and running stats)."""
+        return self.initial_state[key].to(self.built_dtypes[key])
 
     @cached_property
     def eval_output(self) -> torch.Tensor:
@@ -186,13 +199,12 @@ def sha256(t: torch.Tensor) -> str:
 
 
 def structure_fingerprint(run: Run) -> dict:
-    state = run.initial_state
     return {
-        # [key, shape, dtype, "p"arameter or "b"uffer]: the train part lists gradients and buffers in this order
-        "state_dict": [[key, list(t.shape), str(t.dtype).removeprefix("torch."), "b" if key in run.buffer_names else "p"]
-                       for key, t in state.items()],
+        # [key, shape, dtype as built, "p"arameter or "b"uffer]: the train part lists gradients and buffers in this order
+        "state_dict": [[key, list(t.shape), str(run.built_dtypes[key]).removeprefix("torch."),
+                        "b" if key in run.buffer_names else "p"] for key, t in run.initial_state.items()],
         "modules": run.module_names,
-        "init_sha256": [sha256(t) for t in state.values()],
+        "init_sha256": [sha256(run.as_built(key)) for key in run.initial_state],
     }
 
 

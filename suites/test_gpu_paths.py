@@ -553,11 +553,12 @@ def run_gpu_checks(tmp_path, failing=()):
 def test_gpu_checks_run_every_step_even_after_failures_then_exit_non_zero_naming_them(tmp_path):
     done, calls = run_gpu_checks(tmp_path, failing=("harness.evidence.validate", "gpu-paper-best"))
     assert done.returncode == 1
-    assert [c.split()[1] for c in calls] == ["harness.evidence.validate", "harness", "harness", "harness.evidence.claims", "harness.report"]
+    assert [c.split()[1] for c in calls] == ["harness.evidence.validate", "harness", "harness", "harness", "harness",
+                                               "harness.evidence.claims", "harness.report"]
     assert "--models unet3d* " in calls[1] and "--run-id gpu-paper-fp32-eager" in calls[1]  # the pattern, unexpanded
-    assert "2 of 5 steps failed: validate (exit 1), paper-best (exit 1)" in done.stderr
+    assert "2 of 7 steps failed: validate (exit 1), paper-best (exit 1)" in done.stderr
 
 
 def test_gpu_checks_exit_zero_only_when_every_step_passed(tmp_path):
     done, calls = run_gpu_checks(tmp_path)
-    assert done.returncode == 0 and len(calls) == 5 and "all 5 steps passed" in done.stdout
+    assert done.returncode == 0 and len(calls) == 7 and "all 7 steps passed" in done.stdout

@@ -8,8 +8,8 @@ Two layers, over the same cases and the same procedures (``fingerprints``):
   machine, ``fingerprints.RTOL``), work counts, stage-print bytes, failure types and messages. A planted
   wrong number (a residual scaled by 1.001) must fail them.
 - live tests (``test_live_*``) run the article's code (see article_oracle) side by side with ours and
-  ask for exact equality. They need the article at ``../shared/seeds/`` (or ``$ARTICLE_SEED``) and skip,
-  saying where they looked, without it.
+  ask for exact equality (of the same float64 passes). They need the article at ``../shared/seeds/``
+  (or ``$ARTICLE_SEED``) and skip, saying where they looked, without it.
 
 Regenerate the fingerprints (the article must be present; exits 2 otherwise), then commit the JSON:
 
@@ -77,6 +77,39 @@ def test_fingerprints_cover_every_case_and_were_recorded_from_the_article(golden
     assert golden["article"]["name"] == article_oracle.SEED_NAME
 
 
+class _ResidualScaledBottleneck(rm.Bottleneck):
+    """A planted wrong number: our Bottleneck with its residual scaled by 1.001 (same modules, parameters
+    and initial weights, so only the eval and train checks can see it)."""
+
+    def forward(self, x):
+        residual = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            residual = self.downsample(x)
+        out += 1.001 * residual
+        return self.relu(out)
+
+
+# Defined before the per-case tests so that it runs before their (module-scoped, GB-sized) models exist.
+@pytest.mark.parametrize("case_id", ["resnet50-3d", "unet3d-resnet50"])
+def test_fingerprint_catches_a_planted_wrong_residual(case_id, golden):
+    # The one tolerance is tight enough to catch a wrong gradient: a residual off by 1e-3 fails the
+    # train check (output, most gradients, running stats) while the structure still matches.
+    (case,) = [c for c in CASES if c[0] == case_id]
+    _, _, class_name, kwargs, input_shape = case
+    recorded = golden["cases"][case_id]
+    planted = fp.Run(build({**vars(rm), "Bottleneck": _ResidualScaledBottleneck}, class_name, kwargs), input_shape)
+    assert not fp.compare("structure", recorded["structure"], fp.structure_fingerprint(planted),
+                          structure=recorded["structure"])
+    mismatches = fp.compare("train", recorded["train"], fp.train_fingerprint(planted), structure=recorded["structure"])
+    assert mismatches, f"a residual scaled by 1.001 passed the train fingerprint of {case_id}"
+    assert fp.compare("eval", recorded["eval"], fp.eval_fingerprint(planted), structure=recorded["structure"])
+    assert any(m.startswith("train output:") for m in mismatches), mismatches
+    assert sum(" grad " in m for m in mismatches) > len(recorded["train"]["grads"]) // 2, mismatches
+
+
 def _where(golden) -> str:
     return (f"(recorded with torch {golden['torch']}, {golden['threads']} threads, {golden['cpu_capability']}; "
             f"running {torch.__version__}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})")
@@ -91,40 +124,9 @@ def test_fingerprint_matches_the_articles(part, ours, recorded, golden):
     assert golden["rtol"] == fp.RTOL and golden["dtype"] == str(fp.DTYPE).removeprefix("torch."), \
         f"the procedures changed since the fingerprints were recorded: run {fp.RECORD_COMMAND}"
     mismatches = fp.compare(part, recorded[part], fp.PARTS[part](ours), structure=recorded["structure"])
-    hint = ("\nThe seeded weights are the RNG's float32 output: they differ where torch draws otherwise (another "
-            "torch, or a CPU without AVX2), and then the outputs and gradients follow." if part == "structure" else "")
-    assert not mismatches, f"{mismatches}\n{_where(golden)}{hint}"
-
-
-class _ResidualScaledBottleneck(rm.Bottleneck):
-    """A planted wrong number: the article's Bottleneck with its residual scaled by 1.001 (same modules,
-    parameters and initial weights, so only the eval and train checks can see it)."""
-
-    def forward(self, x):
-        residual = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.downsample is not None:
-            residual = self.downsample(x)
-        out += 1.001 * residual
-        return self.relu(out)
-
-
-@pytest.mark.parametrize("case_id", ["resnet50-3d", "unet3d-resnet50"])
-def test_fingerprint_catches_a_planted_wrong_residual(case_id, golden):
-    # The one tolerance is tight enough to catch a wrong gradient: a residual off by 1e-3 fails the
-    # train check (output, gradients, running stats), far beyond RTOL, while the structure still matches.
-    (case,) = [c for c in CASES if c[0] == case_id]
-    _, _, class_name, kwargs, input_shape = case
-    recorded = golden["cases"][case_id]
-    planted = fp.Run(build({**vars(rm), "Bottleneck": _ResidualScaledBottleneck}, class_name, kwargs), input_shape)
-    assert not fp.compare("structure", recorded["structure"], fp.structure_fingerprint(planted),
-                          structure=recorded["structure"])
-    mismatches = fp.compare("train", recorded["train"], fp.train_fingerprint(planted), structure=recorded["structure"])
-    assert mismatches, f"a residual scaled by 1.001 passed the train fingerprint of {case_id}"
-    assert any(m.startswith("train output:") for m in mismatches), mismatches
-    assert sum(" grad " in m for m in mismatches) > len(recorded["train"]["grads"]) // 2, mismatches
+    assert not mismatches, (f"{mismatches}\n{_where(golden)}\nWhere the structure part fails on the initial "
+                            f"weights too, this machine's RNG draws other float32 bits (another torch, or a CPU without "
+                            f"AVX2), and the outputs and gradients follow them: see fingerprints' docstring.")
 
 
 @pytest.mark.parametrize("case_id,class_name,section,kwargs", STAGE_PRINT_CASES, ids=[c[0] for c in STAGE_PRINT_CASES])
@@ -160,7 +162,8 @@ def test_live_fingerprints_were_recorded_from_this_article(golden):
 @needs_article
 def test_live_same_state_dict_keys_in_order_and_same_seeded_weights(ours, theirs):
     assert list(ours.initial_state) == list(theirs.initial_state)
-    for key, ours_t in ours.initial_state.items():
+    assert ours.built_dtypes == theirs.built_dtypes
+    for key, ours_t in ours.initial_state.items():  # in fp.DTYPE, which holds the built float32 values exactly
         assert ours_t.shape == theirs.initial_state[key].shape, key
         assert torch.equal(ours_t, theirs.initial_state[key]), key
     assert ours.module_names == theirs.module_names

@@ -8,10 +8,24 @@ import random
 import pytest
 
 from harness.bench import environment
+from harness.bench.spec import BenchSpec
 from harness.evidence import facts
-from harness.evidence.regress import (EXIT_CANNOT_JUDGE, EXIT_OK, EXIT_REGRESSION, Baseline, choose_baseline, combine,
-                             config_key, interleaved, judge, main, print_report, quick_specs)
+from harness.evidence.regress.baseline import Baseline, choose_baseline
+from harness.evidence.regress.checks import combine
+from harness.evidence.regress.cli import main
+from harness.evidence.regress.client import interleaved
+from harness.evidence.regress.plan import quick_specs
+from harness.evidence.regress.render import print_report
+from harness.evidence.regress.results import (EXIT_CANNOT_JUDGE, EXIT_OK, EXIT_REGRESSION, NotCompared,
+                                              RegressResult)
+from harness.stats import ReplicateRule
 from harness.store.schema import RESULT_COLUMNS
+
+
+def judge(replicates, min_effect):
+    """The verdict and the change of block ratios grouped by replicate (regress's rule)."""
+    change, verdict, _ = ReplicateRule(min_effect).judge(replicates)
+    return verdict.outcome, change
 
 
 def _ratios(centre, spread=0.03, n=5, seed=0):
@@ -24,30 +38,30 @@ def _replicates(*centres, spread=0.03):
 
 
 def test_equal_timings_are_unchanged():
-    assert judge(_replicates(1.0, 1.0), 0.10)["verdict"] == "unchanged"
+    assert judge(_replicates(1.0, 1.0), 0.10)[0] == "unchanged"
 
 
 def test_a_clear_slowdown_is_slower_and_a_speedup_faster():
-    assert judge(_replicates(1.3, 1.3), 0.10)["verdict"] == "slower"
-    assert judge(_replicates(0.7, 0.7), 0.10)["verdict"] == "faster"
+    assert judge(_replicates(1.3, 1.3), 0.10)[0] == "slower"
+    assert judge(_replicates(0.7, 0.7), 0.10)[0] == "faster"
 
 
 def test_a_significant_but_small_slowdown_is_below_the_minimum_effect():
-    result = judge(_replicates(1.04, 1.04, spread=0.01), 0.10)
-    assert result["ci_low"] > 1 and result["verdict"] == "unchanged"
+    verdict, change = judge(_replicates(1.04, 1.04, spread=0.01), 0.10)
+    assert change.interval.low > 1 and verdict == "unchanged"
 
 
 def test_noise_that_straddles_one_is_not_a_regression():
-    assert judge([[0.8, 1.3, 0.9, 1.25], [0.85, 1.2, 0.95, 1.15]], 0.10)["verdict"] == "unchanged"
+    assert judge([[0.8, 1.3, 0.9, 1.25], [0.85, 1.2, 0.95, 1.15]], 0.10)[0] == "unchanged"
 
 
 def test_a_slowdown_in_one_pair_of_processes_only_is_not_a_regression():
     # One pair 30% apart for its whole life (a placement artefact), the next pair equal: the pooled
     # median can clear the bar, the replicate rule does not.
-    result = judge(_replicates(1.3, 1.3, 1.0), 0.10)
-    assert result["ci_low"] > 1 and result["ratio"] > 1.1
-    assert result["verdict"] == "unchanged"
-    assert judge(_replicates(1.3, 1.3, 1.2), 0.10)["verdict"] == "slower"
+    verdict, change = judge(_replicates(1.3, 1.3, 1.0), 0.10)
+    assert change.interval.low > 1 and change.ratio > 1.1
+    assert verdict == "unchanged"
+    assert judge(_replicates(1.3, 1.3, 1.2), 0.10)[0] == "slower"
 
 
 def test_fact_differences_name_the_metric_and_both_values():
@@ -59,20 +73,23 @@ def test_fact_differences_name_the_metric_and_both_values():
 
 # --- against a committed run: which run, what it holds, what was not compared ----------------------
 
-INFER = ("unet2d", "1x64x64", "1", "inference")  # the quick configurations of --models unet2d
-TRAIN = ("unet2d", "1x64x64", "2", "train")
+INFER_SPEC = BenchSpec("unet2d", (1, 64, 64), 1, "inference")  # the quick configurations of --models unet2d
+TRAIN_SPEC = BenchSpec("unet2d", (1, 64, 64), 2, "train")
+INFER, TRAIN = INFER_SPEC.key, TRAIN_SPEC.key  # the configuration identity the baseline is searched by
+INFER_LABEL, TRAIN_LABEL = INFER_SPEC.label, TRAIN_SPEC.label  # "unet2d-1x64x64-b1-inference-cpu-fp32", ...
 QUICK = ["--models", "unet2d", "--replicates", "1", "--blocks", "1", "--rounds", "1"]
 
 
 def _write_run(root, name, configs, env=None, latency_s=(0.01, 0.01, 0.01), **row_values):
     """A committed run folder as the writer leaves it: results.csv, details.jsonl, environment.json.
-    ``configs``: (model, input_shape, batch, mode) tuples; ``row_values`` override row columns (error, warm)."""
+    ``configs``: BenchSpec keys (model, overrides, input_shape, batch, mode, ...); ``row_values`` override row
+    columns (error, warm)."""
     run = root / name
     run.mkdir(parents=True)
     with (run / "results.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS)
         writer.writeheader()
-        for model, shape, batch, mode in configs:
+        for model, _, shape, batch, mode, *_ in configs:
             writer.writerow({**dict.fromkeys(RESULT_COLUMNS, ""), "model": model, "input_shape": shape,
                              "batch": batch, "mode": mode, "device": "cpu", "dtype": "fp32", "exec_mode": "eager",
                              "channels_last": "False", "warmup": "1", "warm": "True",
@@ -81,7 +98,7 @@ def _write_run(root, name, configs, env=None, latency_s=(0.01, 0.01, 0.01), **ro
         "spec": {"model": model, "input_shape": [int(n) for n in shape.split("x")], "batch": int(batch),
                  "mode": mode, "device": "cpu", "precision": "fp32", "exec_mode": "eager", "channels_last": False,
                  "overrides": ""}, "latency_s": list(latency_s), "error": ""}) + "\n"
-        for model, shape, batch, mode in configs))
+        for model, _, shape, batch, mode, *_ in configs))
     (run / "environment.json").write_text(json.dumps({"environment": env or environment.capture("cpu"),
                                                       "options": {"device": "cpu"}}))
     return run
@@ -98,19 +115,20 @@ def _regress(tmp_path, capsys, *argv):
 
 def test_the_planned_configurations_are_what_the_baseline_is_searched_for():
     specs = quick_specs(["unet2d"], "cpu")
-    assert [config_key(s) for s in specs] == [INFER, TRAIN]
+    assert [s.key for s in specs] == [INFER, TRAIN]
+    assert [s.label for s in specs] == ["unet2d-1x64x64-b1-inference-cpu-fp32", "unet2d-1x64x64-b2-train-cpu-fp32"]
 
 
 def test_a_baseline_holding_none_of_the_planned_configurations_cannot_judge(tmp_path, capsys):
     # Like the committed compare run: batch 2 at 32^3 only, while the quick configurations are others.
     root = tmp_path / "runs"
-    _write_run(root, "20261126T051742Z-cpu-compare", [("unet3d", "1x32x32x32", "2", "inference"),
-                                                     ("unet3d", "1x32x32x32", "2", "train")])
+    _write_run(root, "20261126T051742Z-cpu-compare", [BenchSpec("unet3d", (1, 32, 32, 32), 2, "inference").key,
+                                                     BenchSpec("unet3d", (1, 32, 32, 32), 2, "train").key])
     status, out, verdict = _regress(tmp_path, capsys, "--runs-root", str(root))
     assert status == EXIT_CANNOT_JUDGE
     assert "it holds 0 of the 2 planned configurations" in out
     assert "compared no timing: none of the 2 planned configurations" in out
-    assert "unet2d-1x64x64-b1-inference" in out and "unet2d-1x64x64-b2-train" in out
+    assert INFER_LABEL in out and TRAIN_LABEL in out
     assert "--baseline RUN_DIR" in out and "nox -s bench -- --profile cpu --device cpu --models unet2d" in out
     assert "0 of 2 planned timings compared: CANNOT JUDGE" in out
     assert "no regression" not in out
@@ -126,7 +144,7 @@ def test_the_baseline_is_chosen_by_coverage_not_by_name(tmp_path):
     _write_run(root, "20260101T000000Z-cpu-cpu", [INFER, TRAIN])
     _write_run(root, "20260601T000000Z-cpu-cpu", [INFER])
     # Newer by name, but nothing it holds is a planned configuration, or a valid measurement of one.
-    _write_run(root, "20261201T000000Z-cpu-compare", [("unet2d", "1x128x128", "2", "inference")])
+    _write_run(root, "20261201T000000Z-cpu-compare", [BenchSpec("unet2d", (1, 128, 128), 2, "inference").key])
     _write_run(root, "20261202T000000Z-cpu-smoke", [INFER, TRAIN], warm="False")
     _write_run(root, "20261203T000000Z-cpu-failed", [INFER, TRAIN], error="RuntimeError: boom")
     # Holds everything and is newest, but from another machine: this machine's runs come first.
@@ -166,11 +184,11 @@ def test_partial_coverage_lists_the_missing_and_still_judges_the_rest(tmp_path, 
     _write_run(root, "20260101T000000Z-cpu-cpu", [INFER], latency_s=(100.0, 100.0, 100.0))
     status, out, verdict = _regress(tmp_path, capsys, "--runs-root", str(root))
     assert status == EXIT_CANNOT_JUDGE
-    assert [row["config"] for row in verdict["timings"]] == ["unet2d-1x64x64-b1-inference"]
+    assert [row["config"] for row in verdict["timings"]] == [INFER_LABEL]
     assert verdict["timings"][0]["verdict"] == "faster"
-    assert verdict["not_compared"] == [{"config": "unet2d-1x64x64-b2-train",
-                                        "reason": "not in the baseline: no row for it"}]
-    assert "not compared (1):" in out and "unet2d-1x64x64-b2-train" in out
+    assert verdict["timings"][0]["rule"].startswith("slower when the median ratio new/old is at least 1.1")
+    assert verdict["not_compared"] == [{"config": TRAIN_LABEL, "reason": "not in the baseline: no row for it"}]
+    assert "not compared (1):" in out and TRAIN_LABEL in out
     assert "1 of 2 planned timings compared: CANNOT JUDGE" in out
 
 
@@ -179,7 +197,7 @@ def test_a_regression_among_the_compared_is_reported_even_when_some_are_missing(
     _write_run(root, "20260101T000000Z-cpu-cpu", [INFER], latency_s=(1e-9, 1e-9, 1e-9))
     status, out, verdict = _regress(tmp_path, capsys, "--runs-root", str(root))
     assert status == EXIT_REGRESSION
-    assert verdict["timings"][0]["verdict"] == "slower" and "unet2d-1x64x64-b2-train" in out
+    assert verdict["timings"][0]["verdict"] == "slower" and TRAIN_LABEL in out
     assert "1 slower" in out and ": REGRESSION" in out
 
 
@@ -188,25 +206,30 @@ def _part(old_mem, new_mem):
             "old_mem": old_mem, "new_mem": new_mem}
 
 
-SPEC = {"model": "unet2d", "input_shape": [1, 64, 64], "batch": 1, "mode": "inference", "device": "cpu"}
+SPEC = INFER_SPEC
 
 
 @pytest.mark.parametrize("old_mem, new_mem, side", [([None] * 3, [50.0] * 3, "old"), ([50.0] * 3, [None] * 3, "new"),
                                                     ([None] * 3, [None] * 3, "old and new")])
 def test_a_missing_memory_reading_is_unknown_not_equal(old_mem, new_mem, side, capsys):
     row = combine(SPEC, [_part(old_mem, new_mem)], 0.10, 0.10)
-    assert row["memory_verdict"] == "unknown" and row["memory_note"] == f"no peak-memory reading on the {side} side"
-    result = {"facts": [], "timings": [row], "planned": [row["config"]],
-              "not_compared": [{"config": f"{row['config']} peak memory", "reason": row["memory_note"]}]}
+    assert row.memory.verdict.outcome == "unknown"
+    assert row.memory.verdict.detail == f"no peak-memory reading on the {side} side"
+    assert "never counted as equal" in row.memory.verdict.rule
+    result = RegressResult("against", planned=[SPEC], configs=[row],
+                           not_compared=[NotCompared(f"{row.label} peak memory", row.memory.verdict.detail)])
     assert print_report(result) == EXIT_CANNOT_JUDGE
     out = capsys.readouterr().out
     assert "unknown (no peak-memory reading" in out and "1 memory unknown" in out and "no regression" not in out
 
 
 def test_memory_readings_present_on_both_sides_are_compared():
-    assert combine(SPEC, [_part([50.0] * 3, [51.0] * 3)], 0.10, 0.10)["memory_verdict"] == "same"
-    assert combine(SPEC, [_part([0.0] * 3, [0.0] * 3)], 0.10, 0.10)["memory_verdict"] == "same"  # a real 0 MB
-    assert combine(SPEC, [_part([50.0] * 3, [200.0] * 3)], 0.10, 0.10)["memory_verdict"] == "heavier"
+    def memory(old_mem, new_mem):
+        return combine(SPEC, [_part(old_mem, new_mem)], 0.10, 0.10).memory.verdict.outcome
+
+    assert memory([50.0] * 3, [51.0] * 3) == "same"
+    assert memory([0.0] * 3, [0.0] * 3) == "same"  # a real 0 MB
+    assert memory([50.0] * 3, [200.0] * 3) == "heavier"
 
 
 def test_interleaved_keeps_a_missing_memory_reading_as_none():
@@ -216,10 +239,10 @@ def test_interleaved_keeps_a_missing_memory_reading_as_none():
 
     part = interleaved(FakeWorker(), FakeWorker(), SPEC, blocks=2, rounds=1)
     assert part["old_mem"] == [None] * 3 and part["new_mem"] == [None] * 3
-    assert combine(SPEC, [part], 0.10, 0.10)["memory_verdict"] == "unknown"
+    assert combine(SPEC, [part], 0.10, 0.10).memory.verdict.outcome == "unknown"
 
 
 def test_facts_only_plans_no_timing_and_can_pass(capsys):
-    result = {"mode": "facts", "facts": [], "timings": [], "timings_judged": False, "note": "facts only"}
+    result = RegressResult("facts", notes=["facts only"])
     assert print_report(result) == EXIT_OK
     assert "no regression" in capsys.readouterr().out

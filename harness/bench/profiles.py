@@ -9,6 +9,11 @@
 ``smoke`` has no warm-up: its rows exercise the code and are marked ``warm=False``, which keeps them
 out of tables, plots and regression baselines.
 
+- ``volume``: whole volumes through sliding windows (mode ``volume``, harness.bench.volume): the article's
+  3D UNet and ResNet50-encoder UNet beside MONAI's BasicUNet and nnU-Net's plain UNet. On CPU a small volume
+  that no window divides; on a GPU volumes of the size of MLPerf's preprocessed KiTS19 cases at 128³ windows.
+  ``--volume DxHxW`` measures whole volumes with any profile (docs/volume.md).
+
 The ``best`` execution preset (``--exec-mode best``) is the fastest setting the harness knows for each
 device: on CUDA, CUDA graphs (torch.compile "reduce-overhead") with bf16 autocast and channels-last;
 it is a preset, not a search, and the rows say what ran.
@@ -18,7 +23,22 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from harness.catalog.registry import get_variant, list_models
-from harness.bench.spec import BenchSpec
+from harness.bench.spec import VOLUME_MODE, BenchSpec
+from harness.bench.volume import DEFAULT_BLEND, DEFAULT_OVERLAP, VolumeOptions, volume_model
+
+
+@dataclass(frozen=True)
+class VolumePlan:
+    """The whole volumes a profile measures on one kind of device (mode ``volume``)."""
+
+    shapes: tuple[tuple[int, int, int], ...]  # spatial (D, H, W); the channels are the variant's
+    roi: int  # window edge (roi³)
+    sw_batches: tuple[int, ...] = (1,)
+    models: tuple[str, ...] = ()  # only these variants get volumes (empty: every selected 3D segmentation variant)
+    overlap: float = DEFAULT_OVERLAP
+    blend: str = DEFAULT_BLEND
+    mirror: bool = False
+    origin: str = ""  # where the shapes come from
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,11 @@ class Profile:
     cuda_points_3d: tuple[tuple[int, int], ...] | None = None  # points_3d on a GPU, where they differ
     fit_sizes: bool = False  # grow each size to the smallest the variant runs in both modes (smoke)
     also: tuple[str, ...] = ()  # variants measured too when --models is not given (beyond ``sources``)
+    volume: VolumePlan | None = None  # whole volumes (mode "volume")
+    cuda_volume: VolumePlan | None = None  # the same on a GPU, where it differs
+
+    def volume_plan(self, device: str) -> VolumePlan | None:
+        return self.cuda_volume if device == "cuda" and self.cuda_volume else self.volume
 
     def points(self, spatial_dims: int, device: str) -> tuple[tuple[int, int], ...]:
         if spatial_dims == 2:
@@ -48,10 +73,13 @@ PROFILES = {
     # peer and an nnU-Net peer (each builds through another library).
     "smoke": Profile("smoke", ((16, 2),), ((32, 2),), warmup=0, rounds=1, blocks=1, fit_sizes=True,
                      also=("unetpp3d-effb0", "monai-basicunet", "nnunet-plain"),
+                     volume=VolumePlan(((24, 20, 12),), 16, (2,), models=("unet3d",),
+                                       origin="one tiny volume through the whole-volume path: 4 windows of 16³, one "
+                                              "axis shorter than the window (padded), none divided by it"),
                      description="one tiny point per variant and mode (the article's, one UNet++, one MONAI and "
                                  "one nnU-Net network), to exercise the code"),
     "cpu": Profile("cpu", ((16, 1), (16, 2), (32, 1), (32, 2)), ((64, 1), (64, 2), (128, 1), (128, 2)),
-                   warmup=1, rounds=5, blocks=2,
+                   warmup=1, rounds=5, blocks=5,  # 5 blocks: a 95% interval of throughput (compare, report)
                    description="small inputs for a 2-core machine without GPU"),
     "compare": Profile("compare", ((32, 2),), ((128, 2),), warmup=1, rounds=2, blocks=1,
                        description="one common point (3D: 32^3, batch 2; the smallest every 3D variant trains at) "
@@ -63,6 +91,36 @@ PROFILES = {
                      cuda_points_3d=((64, 1), (64, 2)),
                      description="the article's 3D variants beside MONAI's and nnU-Net's networks (and yours): "
                                  "32³ on CPU, the article's 64³ on a GPU"),
+    "volume": Profile("volume", (), (), modes=(), warmup=1, rounds=2, blocks=1, sources=("user",),
+                      also=("unet3d", "unet3d-resnet50", "monai-basicunet", "nnunet-plain"),
+                      volume=VolumePlan(((40, 56, 48),), 32, (1, 4),
+                                        origin="chosen for a 2-core CPU (12 windows of 32³ at overlap 0.5, so the "
+                                               "profile takes a few minutes); no axis a multiple of the window, so the "
+                                               "last window of every axis is moved back to the edge"),
+                      cuda_volume=VolumePlan(((192, 192, 192), (192, 320, 320)), 128, (1, 2, 4),
+                                             origin="in the range of MLPerf's preprocessed KiTS19 cases as issue 18 "
+                                                    "describes them (each axis padded to a multiple of 64, at least "
+                                                    "128), with MLPerf's 128³ windows (8 and 32 windows at overlap 0.5; "
+                                                    "no axis a multiple of the window); chosen sizes, not cases of the "
+                                                    "data set"),
+                      description="whole volumes through sliding windows (overlap 0.5, Gaussian blending, no mirroring): "
+                                  "the article's unet3d and unet3d-resnet50 beside MONAI's BasicUNet and nnU-Net's plain "
+                                  "UNet; see each plan's origin for where the shapes come from"),
+    # Issue 19, item 6 (docs/memory.md): measured peaks for the memory predictor on a GPU (every CUDA row carries
+    # its prediction). `memory`: two peers at 32-128³, batch 1-4, fp32 and bf16; `memory-max`: the largest batch
+    # that fits (with --find-max-batch) at 128³ in training for three networks. Short timing: these rows are for
+    # their memory. On CPU one small point each, to exercise them.
+    "memory": Profile("memory", ((32, 2),), (), precisions=("fp32", "bf16"), warmup=1, rounds=3, blocks=1,
+                      sources=("user",), also=("monai-basicunet", "nnunet-plain"),
+                      cuda_points_3d=((32, 1), (32, 2), (32, 4), (64, 1), (64, 2), (64, 4), (96, 1), (96, 2),
+                                      (128, 1), (128, 2)),
+                      description="peak memory of MONAI's BasicUNet and nnU-Net's plain UNet at 32-128³, batch 1-4, "
+                                  "fp32 and bf16, for the memory predictor (docs/memory.md)"),
+    "memory-max": Profile("memory-max", ((32, 2),), (), precisions=("fp32", "bf16"), modes=("train",), warmup=1,
+                          rounds=3, blocks=1, sources=("user",),
+                          also=("unet3d-resnet50", "monai-basicunet", "nnunet-plain"), cuda_points_3d=((128, 1),),
+                          description="with --find-max-batch: the largest training batch at 128³ of three networks, "
+                                      "beside the planner's (docs/memory.md)"),
 }
 
 
@@ -110,10 +168,47 @@ def select_models(profile: str, pattern: str | None = None, user_models: tuple[s
     return names + [name for name in user_models if name not in names]
 
 
+def patch_roi(chosen: Profile, name: str, channels: int, device: str, overrides: str) -> int:
+    """A variant's window when none is given: the profile's own, else its largest 3D patch (grown to the
+    smallest the variant runs where the profile fits sizes)."""
+    plan = chosen.volume_plan(device)
+    if plan is not None:
+        return plan.roi
+    points = chosen.points(3, device) or PROFILES["cpu"].points(3, device)
+    size, batch = max(points)
+    return smallest_runnable(name, channels, size, batch, 3, overrides) if chosen.fit_sizes else size
+
+
+def volume_specs(chosen: Profile, name: str, device: str, precisions: tuple[str, ...], volume: VolumeOptions | None,
+                 overrides: str = "") -> list[BenchSpec]:
+    """The whole-volume specs of a variant: --volume's shapes (any profile) or the profile's plan; windows,
+    overlap, blending, mirroring and sw_batch_size from the options, the preset, the plan, in that order."""
+    variant = get_variant(name)
+    plan = chosen.volume_plan(device)
+    volume = volume or VolumeOptions()
+    if not volume_model(variant):
+        return []
+    if volume.volumes:
+        shapes = volume.volumes
+    elif plan is not None and (not plan.models or name in plan.models):
+        shapes = plan.shapes
+    else:
+        return []
+    channels = variant.example_input[1]
+    roi, overlap, blend, mirror = volume.window(
+        patch_roi(chosen, name, channels, device, overrides), *((plan.overlap, plan.blend, plan.mirror) if plan else ()))
+    sw_batches = (volume.sw_batch,) if volume.sw_batch is not None else (plan.sw_batches if plan else (1,))
+    return [BenchSpec(name, (channels, *shape), 1, VOLUME_MODE, device, precision, warmup=chosen.warmup,
+                      rounds=chosen.rounds, blocks=chosen.blocks, cudnn_benchmark=device == "cuda", roi=tuple(roi),
+                      overlap=float(overlap), blend=blend, sw_batch_size=sw, mirror=bool(mirror))
+            for shape in shapes for sw in sw_batches for precision in precisions]
+
+
 def specs(profile: str, device: str, models: str | list[str] = "*", families: tuple[str, ...] | None = None,
-          **options) -> list[BenchSpec]:
+          volume: VolumeOptions | None = None, **options) -> list[BenchSpec]:
     """Every spec of a profile for the matching variants; ``options`` override BenchSpec fields
-    (precision, channels_last, exec_mode, cudnn_benchmark, warmup, rounds, blocks)."""
+    (precision, channels_last, exec_mode, cudnn_benchmark, warmup, rounds, blocks). ``volume``: the
+    whole-volume options (with --volume, whole volumes only)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     chosen = PROFILES[profile]
@@ -125,6 +220,11 @@ def specs(profile: str, device: str, models: str | list[str] = "*", families: tu
         if families and variant.family not in families:
             continue
         channels = variant.example_input[1]
+        volumes = [replace(spec, **options) for spec in volume_specs(chosen, name, device, precisions, volume,
+                                                                     options.get("overrides", ""))]
+        if volume is not None and volume.volumes:
+            result += volumes  # --volume: whole volumes only
+            continue
         for (size, batch) in chosen.points(variant.spatial_dims, device):
             if chosen.fit_sizes:
                 size = smallest_runnable(name, channels, size, batch, variant.spatial_dims, options.get("overrides", ""))
@@ -134,4 +234,5 @@ def specs(profile: str, device: str, models: str | list[str] = "*", families: tu
                                      precision, warmup=chosen.warmup, rounds=chosen.rounds,
                                      blocks=chosen.blocks, cudnn_benchmark=device == "cuda")
                     result.append(replace(spec, **options))
+        result += volumes
     return result

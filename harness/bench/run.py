@@ -14,10 +14,11 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from harness.bench.counting import WorkCount, count_work
 from harness.bench.configuration import Configuration, resolve
-from harness.bench.spec import BenchSpec, Measurement
+from harness.bench.spec import VOLUME_MODE, BenchSpec, Measurement
 from harness.bench.memory import peak_memory
 from harness.bench.peak import PeakCache
 from harness.bench.timing import block_steps, time_blocks, time_step, warm_up
+from harness.bench.volume import measure_volume
 from harness.bench.workload import prepare
 
 NOT_FINITE = "output not finite: the step's output holds NaN or inf"
@@ -84,7 +85,10 @@ def _first_line(error: BaseException) -> str:
 
 def measure(spec: BenchSpec, timer: Timer = time_step, work_cache: WorkCache | None = None) -> Measurement:
     """``timer`` takes the latency samples (the pytest plugin passes pytest-benchmark's pedantic mode).
-    The configuration is resolved here, once (variant and verdict), and handed on."""
+    The configuration is resolved here, once (variant and verdict), and handed on. A whole volume (mode
+    ``volume``) is measured by ``harness.bench.volume``."""
+    if spec.mode == VOLUME_MODE:
+        return measure_volume(spec, timer, work_cache or WorkCache())
     config = resolve(spec)
     row = partial(Measurement, spec, config.variant.source, expected_output_shape=config.verdict.output_shape)
     if config.refusal:
@@ -112,11 +116,27 @@ def measure(spec: BenchSpec, timer: Timer = time_step, work_cache: WorkCache | N
             torch.cuda.empty_cache()
     # A non-finite output is not a measurement (NaN can take other kernels, and no table should hold it):
     # the row keeps its numbers for inspection, but as an error row.
+    predicted = _predicted_memory(spec)
     return row(latency_s=tuple(latency), block_s=tuple(blocks), block_steps=steps, setup_s=warm.setup_s,
                   warmup_steps=warm.steps, step_flop=flop, peak_tflops=peak_tflops, peak_mem_mb=peak,
                   peak_reserved_mb=reserved, work=work, output_shape=tuple(output.shape),
                   error="" if finite else NOT_FINITE,
-                       warmup_settled=warm.settled, flop_error=flop_error, extra={"memory_kind": memory_kind})
+                       warmup_settled=warm.settled, flop_error=flop_error, extra={"memory_kind": memory_kind, **predicted})
+
+
+def _predicted_memory(spec: BenchSpec) -> dict:
+    """CUDA rows: the memory model's prediction of the row's peak_mem_mb and its live-tensor floor
+    (harness.bench.memory_model, simulated on the CPU). Empty on other devices, and where the step cannot be
+    simulated (then ``predicted_error`` says why): a prediction that fails never fails the measurement."""
+    if spec.device != "cuda":
+        return {}
+    try:
+        from harness.bench.memory_model import predict_peak_memory
+
+        done = predict_peak_memory(spec)
+    except Exception as failure:  # whatever a user model's step does on fake tensors: the row stands
+        return {"predicted_error": _first_line(failure)}
+    return {"predicted_peak_mb": done.peak_mb, "predicted_floor_mb": done.floor_mb}
 
 
 def find_max_batch(spec: BenchSpec, limit: int = 4096) -> int | None:

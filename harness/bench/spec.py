@@ -25,7 +25,13 @@ def shape_text(shape: Shape) -> str:
 
 
 # The BenchSpec fields that identify a configuration, in key order (the rest say how it was measured).
-KEY_FIELDS = ("model", "overrides", "input_shape", "batch", "mode", "device", "precision", "channels_last", "exec_mode")
+PATCH_KEY_FIELDS = ("model", "overrides", "input_shape", "batch", "mode", "device", "precision", "channels_last",
+                    "exec_mode")
+# A whole volume through sliding windows (mode "volume", harness.bench.volume) is also identified by its windows.
+# They extend the key of volume specs only, so every other spec keeps the key it had before they existed.
+VOLUME_KEY_FIELDS = ("roi", "overlap", "blend", "sw_batch_size", "mirror")
+VOLUME_MODE = "volume"
+KEY_FIELDS = PATCH_KEY_FIELDS + VOLUME_KEY_FIELDS
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,14 @@ class BenchSpec:
     warmup: int = 1  # untimed steps first (on CUDA: at least; warm-up lasts until the step time settles)
     rounds: int = 5  # latency samples: synchronized single steps
     blocks: int = 3  # throughput samples: blocks of back-to-back steps
+    # Mode "volume": input_shape is the whole volume (C, D, H, W), batch is 1 (one volume per step), and the
+    # network sees windows of ``roi`` (spatial) run ``sw_batch_size`` at a time (0: searched, --sw-batch auto),
+    # overlapping by ``overlap``, blended ``gaussian`` or ``constant``, with mirroring (8 flips in 3D) or not.
+    roi: Shape = ()
+    overlap: float = 0.0
+    blend: str = ""
+    sw_batch_size: int = 0
+    mirror: bool = False
 
     @classmethod
     def from_record(cls, record: dict) -> "BenchSpec":
@@ -50,6 +64,7 @@ class BenchSpec:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in record.items() if k in known}
         values["input_shape"] = tuple(record["input_shape"])
+        values["roi"] = tuple(record.get("roi", ()))
         if "exec_mode" not in record and record.get("compile"):
             values["exec_mode"] = "compile"
         return cls(**values)
@@ -72,18 +87,22 @@ class BenchSpec:
         parts += ["cl"] if self.channels_last else []
         parts += [self.exec_mode] if self.exec_mode != "eager" else []
         parts += [self.overrides] if self.overrides else []
+        if self.mode == VOLUME_MODE:
+            parts += [f"roi{shape_text(self.roi)}", f"o{self.overlap:g}", self.blend,
+                      f"sw{self.sw_batch_size or 'auto'}"] + (["mirror"] if self.mirror else [])
         return "-".join(parts)
 
     @property
     def key(self) -> tuple:
         """THE configuration identity: what makes two rows the same configuration (resume, merge, regress,
         compare). The store's key columns are derived from KEY_FIELDS (harness.store.schema)."""
-        return tuple(shape_text(self.input_shape) if name == "input_shape" else getattr(self, name)
-                     for name in KEY_FIELDS)
+        names = KEY_FIELDS if self.mode == VOLUME_MODE else PATCH_KEY_FIELDS
+        return tuple(shape_text(getattr(self, name)) if name in ("input_shape", "roi") else getattr(self, name)
+                     for name in names)
 
     def record(self) -> dict:
         """The JSON form (details.jsonl, worker requests); ``from_record`` reads it back."""
-        return {f.name: list(self.input_shape) if f.name == "input_shape" else getattr(self, f.name)
+        return {f.name: list(getattr(self, f.name)) if f.name in ("input_shape", "roi") else getattr(self, f.name)
                 for f in fields(self)}
 
 
@@ -116,6 +135,15 @@ class Measurement:
     warmup_settled: bool = True  # CUDA: the step time settled before the warm-up's caps; CPU: always True
     flop_error: str = ""  # why step_flop could not be counted (empty when it was)
     extra: dict = field(default_factory=dict, hash=False)
+    # Whole-volume rows (mode "volume"): there a step is one whole volume (latency_s: synchronized volumes;
+    # block_s: volumes back to back; step_flop: the forward FLOPs of all its windows). ``forward_s``: the
+    # windows' own forward passes, timed back to back at the same sw_batch_size right after each block
+    # (raw seconds per volume).
+    windows: int | None = None  # windows per volume (MONAI's scan)
+    forward_passes: int | None = None  # windows x mirror factor (8 in 3D with mirroring, else 1)
+    forward_s: tuple[float, ...] = ()
+    volume_padded: bool = False  # an axis of the volume is shorter than the window: MONAI pads it (constant 0)
+    sw_batch_best: bool | None = None  # --sw-batch auto: this row's sw_batch_size is the one the search chose
 
     @property
     def warm(self) -> bool:
@@ -166,3 +194,40 @@ class Measurement:
         if self.achieved_tflops is None or not self.peak_tflops:
             return None
         return self.achieved_tflops / self.peak_tflops
+
+    # --- whole volumes (mode "volume") --------------------------------------------------------------------
+
+    @property
+    def volume_s(self) -> float | None:
+        """Median seconds per whole volume (synchronized volumes, as latency_ms)."""
+        return statistics.median(self.latency_s) if self.spec.mode == VOLUME_MODE and self.latency_s else None
+
+    @property
+    def volume_iqr_s(self) -> float | None:
+        return None if self.volume_s is None else self.latency_iqr_ms / 1e3
+
+    @property
+    def volumes_per_s(self) -> float | None:
+        """Whole volumes per second from volumes issued back to back (samples_per_s: one sample is one volume)."""
+        return self.samples_per_s if self.spec.mode == VOLUME_MODE else None
+
+    @property
+    def mvox_per_s(self) -> float | None:
+        """Input megavoxels (spatial, per channel) per second, from volumes_per_s."""
+        if self.volumes_per_s is None:
+            return None
+        voxels = 1
+        for n in self.spec.input_shape[1:]:
+            voxels *= n
+        return self.volumes_per_s * voxels / 1e6
+
+    @property
+    def stitch_fraction(self) -> float | None:
+        """The share of the volume time spent outside the network: (volume time - the windows' own forward
+        time) / volume time, both issued back to back (step_ms; forward_s at the same sw_batch_size), medians.
+        Outside the network: cutting the windows, mirroring's flips, Gaussian weighting, adding into the output
+        and count buffers, padding, cropping. Timing noise can take it slightly below 0 where that is negligible."""
+        if self.spec.mode != VOLUME_MODE or not self.step_ms or not self.forward_s:
+            return None
+        volume = self.step_ms / 1e3
+        return (volume - statistics.median(self.forward_s)) / volume

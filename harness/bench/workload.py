@@ -36,9 +36,11 @@ class Workload:
     sample: torch.Tensor  # one sample (batch 1), for counting
 
 
-def _autocast(spec: BenchSpec, device: str):
+def _autocast(spec: BenchSpec, device: str, autocast=None):
     if spec.precision == "fp32" or device == "meta":  # meta counts work only: precision changes no FLOPs
         return contextlib.nullcontext()
+    if autocast is not None:  # another device's autocast policy on these tensors (harness.bench.memory_model)
+        return autocast(AUTOCAST_DTYPES[spec.precision])
     return torch.autocast(device_type=device, dtype=AUTOCAST_DTYPES[spec.precision])
 
 
@@ -76,10 +78,11 @@ def configure_backends(spec: BenchSpec, device: str) -> None:
     torch.backends.cudnn.benchmark = spec.cudnn_benchmark
 
 
-def prepare(config: Configuration, device: str | None = None) -> Workload:
+def prepare(config: Configuration, device: str | None = None, autocast=None) -> Workload:
     """Build everything the timed step needs for a resolved configuration; nothing here is timed.
     ``device="meta"`` gives the same step on the meta device, where it costs nothing (for counting its
-    FLOPs). A bare BenchSpec is resolved first."""
+    FLOPs). A bare BenchSpec is resolved first. ``autocast``: a context factory (dtype -> context) used in
+    place of ``torch.autocast`` (the memory model runs CUDA's autocast policy on CPU fake tensors)."""
     if isinstance(config, BenchSpec):
         config = resolve(config)
     spec = config.spec
@@ -99,7 +102,7 @@ def prepare(config: Configuration, device: str | None = None) -> Workload:
         model.eval()
 
         def run():
-            with torch.inference_mode(), _autocast(spec, device):
+            with torch.inference_mode(), _autocast(spec, device, autocast):
                 return runnable(x)
     else:
         model.train()
@@ -109,7 +112,7 @@ def prepare(config: Configuration, device: str | None = None) -> Workload:
 
         def run():
             optimizer.zero_grad(set_to_none=True)
-            with _autocast(spec, device):
+            with _autocast(spec, device, autocast):
                 out = runnable(x)
                 loss = criterion(out.float(), target)
             loss.backward()

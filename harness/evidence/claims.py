@@ -143,6 +143,7 @@ def main(argv=None) -> None:
         print(f"wrote the unetpp section of {OUTPUT}")
         return
     evidence = collect()
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps(evidence, indent=1) + "\n")
     failed = [c for c in evidence["printed_claims"] + evidence["stated_limits"] if not c["reproduced"]]
     print(f"wrote {OUTPUT}: {len(evidence['printed_claims'])} printed claims, "

@@ -46,6 +46,19 @@ def add_options(parser) -> None:
                     "deterministic split by configuration key; python -m harness.launch runs every shard")
     group.addoption("--runs-root", help=f"where runs go (default {RUNS_ROOT}; a temporary folder when "
                     "benchmarks are disabled)")
+    # Whole volumes through sliding windows (harness.bench.volume, docs/volume.md). Checked by the session, so
+    # that a bad value exits 2 with one paragraph (argparse's own refusals exit 4).
+    group.addoption("--volume", action="append", default=[], metavar="DxHxW", help="measure whole volumes of this "
+                    "spatial shape (repeatable), and only those, for the selected 3D segmentation variants")
+    group.addoption("--roi", metavar="DxHxW", help="sliding-window size (or N for N³; default: the profile's patch)")
+    group.addoption("--overlap", metavar="F", help="overlap of neighbouring windows, in [0, 1) (default 0.5)")
+    group.addoption("--blend", metavar="MODE", help="gaussian (default; sigma 1/8 of the window) or constant")
+    group.addoption("--mirror", action="store_true", help="mirroring test-time augmentation (8 flips per window in 3D)")
+    group.addoption("--sw-batch", metavar="N|auto", help="windows per forward call (default 1); auto: double from 1 "
+                    "while volumes/s improves by more than 5%% (every tried value is a row)")
+    group.addoption("--preset", metavar="NAME", help="window settings named after what they copy: nnunet (overlap "
+                    "0.5, Gaussian, mirroring), mlperf (128³ windows, overlap 0.5, Gaussian), monai (overlap 0.25, "
+                    "constant); options given beside it win")
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,14 @@ class RunOptions:
     runs_root: Path
     benchmarks_disabled: bool
     spec_options: dict = field(default_factory=dict, hash=False)  # BenchSpec fields the options set
+    # Whole-volume options as given (text; parsed and checked by HarnessSession.volume_request).
+    volumes: tuple[str, ...] = ()
+    roi: str | None = None
+    overlap: str | None = None
+    blend: str | None = None
+    mirror: bool = False
+    sw_batch: str | None = None
+    preset: str | None = None
 
     @classmethod
     def from_config(cls, config) -> "RunOptions":
@@ -82,13 +103,16 @@ class RunOptions:
         disabled = bool(option("benchmark_disable"))
         profile = option("--profile") or ("smoke" if disabled else default_profile(device))
         exec_mode = option("--exec-mode") or ("compile" if option("--compile") else "eager")
-        bench = bool(option("--bench") or option("--profile") or option("--models") is not None or option("--model"))
+        bench = bool(option("--bench") or option("--profile") or option("--models") is not None or option("--model")
+                     or option("--volume"))
         read = cls(bench, device, profile, option("--models"), tuple(option("--model")), tuple(option("--set")),
                    option("--precision"), bool(option("--channels-last")), exec_mode,
                    device == "cuda" and not option("--no-cudnn-benchmark"), option("--rounds"), option("--blocks"),
                    option("--warmup"), option("--threads"), bool(option("--find-max-batch")), option("--run-id"),
                    option("--resume"), bool(option("--resume-mixed")), option("--shard"),
-                   Path(option("--runs-root") or RUNS_ROOT), disabled)
+                   Path(option("--runs-root") or RUNS_ROOT), disabled, volumes=tuple(option("--volume")),
+                   roi=option("--roi"), overlap=option("--overlap"), blend=option("--blend"),
+                   mirror=bool(option("--mirror")), sw_batch=option("--sw-batch"), preset=option("--preset"))
         return read.with_spec_options()
 
     def with_spec_options(self) -> "RunOptions":
@@ -111,7 +135,11 @@ class RunOptions:
                 "user_models": list(self.user_models), "set": list(self.overrides),
                 "precision": self.precision or "profile", "rounds": self.rounds, "warmup": self.warmup,
                 "blocks": self.blocks, "channels_last": self.channels_last, "exec_mode": self.exec_mode,
-                "cudnn_benchmark": self.cudnn_benchmark, "threads": self.threads or threads_now, "shard": self.shard}
+                "cudnn_benchmark": self.cudnn_benchmark, "threads": self.threads or threads_now, "shard": self.shard,
+                **({"volume": list(self.volumes), "roi": self.roi, "overlap": self.overlap, "blend": self.blend,
+                    "mirror": self.mirror, "sw_batch": self.sw_batch, "preset": self.preset}
+                   if self.volumes or self.roi or self.overlap or self.blend or self.mirror or self.sw_batch
+                   or self.preset else {})}
 
 
 def _default_device() -> str:

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from harness.bench import environment
-from harness.bench.profiles import select_models, specs
+from harness.bench.profiles import PROFILES, select_models, specs
 from harness.bench.run import WorkCache, find_max_batch, measure
-from harness.bench.spec import BenchSpec, Measurement
+from harness.bench.spec import VOLUME_MODE, BenchSpec, Measurement
 from harness.bench.timing import time_step
+from harness.bench.volume import VolumeOptions, parse_volume_options, require_window, search_sw_batch, volume_model
 from harness.catalog.registry import get_variant, require_models
 from harness.catalog.user import register_entry_points, register_reference
 from harness.launch.shards import parse_shard, select
@@ -22,7 +23,7 @@ from harness.options import (OptionError, require_cuda_for, require_device, requ
                              require_positive, require_run)
 from harness.overrides import format_overrides, parse_overrides
 from harness.pytest_plugin.options import RunOptions
-from harness.store.run_store import RunStore, new_run_id
+from harness.store.run_store import RunStore, new_run_id, to_row
 from harness.store.schema import is_refusal
 
 
@@ -53,13 +54,42 @@ class HarnessSession:
     def specs(self) -> list[BenchSpec]:
         overrides = format_overrides(parse_overrides(list(self.options.overrides))) or None
         found = specs(self.options.profile, self.options.device, self.models, overrides=overrides,
-                      **self.options.spec_options)
+                      volume=self.volume_request, **self.options.spec_options)
         return select(found, *parse_shard(self.options.shard)) if self.options.shard else found
+
+    @cached_property
+    def volume_request(self) -> VolumeOptions:
+        """The whole-volume options, parsed (an OptionError for a bad one)."""
+        o = self.options
+        return parse_volume_options(o.volumes, o.roi, o.overlap, o.blend, o.mirror, o.sw_batch, o.preset)
+
+    def check_volume(self, overrides: dict) -> None:
+        """Whole-volume options: well-formed, applying to some volume, and a window every such model runs."""
+        options, request = self.options, self.volume_request
+        plan = PROFILES[options.profile].volume_plan(options.device)
+        if request.given and not request.volumes and plan is None:
+            raise OptionError(f"{', '.join(request.given)} set(s) how whole volumes are cut into windows, but the "
+                              f"{options.profile} profile measures no whole volume. Way out: add --volume DxHxW (e.g. "
+                              f"--volume 48x80x72), or use --profile volume.")
+        if not options.bench or not (request.volumes or request.given):
+            return
+        eligible = [name for name in self.models if volume_model(get_variant(name))]
+        if request.volumes and not eligible:
+            raise OptionError(f"--volume needs a 3D segmentation network, and none of the selected variants "
+                              f"({', '.join(self.models)}) is one. Way out: --models 'unet3d*' (or a peer such as "
+                              f"monai-basicunet), or --model with your 3D network.")
+        roi = request.window(0)[0]
+        if 0 in roi:  # no --roi and no preset window: the profile's patch, per model (a refusal row if it cannot run)
+            return
+        for name in eligible:
+            for precision in (options.precision,) if options.precision else PROFILES[options.profile].precisions:
+                require_window(name, roi, overrides, options.device, precision, request.sw_batch or 1)
 
     def check(self) -> None:
         """Refuse bad options before anything is built or written (pytest_configure runs before collection)."""
         options = self.options
         require_device(options.device)
+        self.volume_request  # noqa: B018 -- a malformed whole-volume option is refused here
         if options.models is not None:
             require_models(options.models)
         overrides = parse_overrides(list(options.overrides))  # a malformed --set is refused here
@@ -68,6 +98,7 @@ class HarnessSession:
                               f"--models PATTERN or --model module:function (`python -m harness list`).")
         for name in self.models if options.bench else ():  # every --set argument must be one each builder takes
             get_variant(name).constructor_args(**overrides)
+        self.check_volume(overrides)
         if options.shard is not None:
             parse_shard(options.shard)
         require_positive("--rounds", options.rounds)
@@ -150,14 +181,38 @@ class HarnessSession:
         self.started += 1
         position = f"[{self.started}/{self.total}]"
         store = self.run_store
-        if spec.key in self.done:
+        search = spec.mode == VOLUME_MODE and spec.sw_batch_size == 0  # --sw-batch auto
+        # A search's rows are written together when it ends; its first (sw_batch_size 1) says it ran.
+        if (replace(spec, sw_batch_size=1) if search else spec).key in self.done:
             pytest.skip(f"already in run {store.run_id} (resumed)")
         self.progress(f"{position} {spec.label} ...")
         benchmark.group = get_variant(spec.model).family
+        if search:
+            return self.measure_search(spec, benchmark, position)
         m = measure(spec, pedantic_timer(benchmark), self.work_cache)
-        if self.options.find_max_batch and not m.error:
+        if self.options.find_max_batch and not m.error and spec.mode != VOLUME_MODE:
             m = replace(m, max_batch=find_max_batch(spec))
-        row = store.append(m, self.env)
+        return self.record(spec, m, benchmark, position)
+
+    def measure_search(self, spec: BenchSpec, benchmark, position: str) -> Measurement:
+        """--sw-batch auto: every tried sw_batch_size is a row; the test passes or fails with the chosen one.
+        (pytest-benchmark's fixture times once per test, so the search's samples come from the harness's own
+        loop and its JSON holds none of them.) A failure that ends the search (out of memory) is a row too."""
+        tried = search_sw_batch(spec, time_step, self.work_cache, measured=lambda m: self.progress(
+            f"{position} {m.spec.label}: " + (m.error or f"{m.volume_s:.3f} s/volume, {m.volumes_per_s:.3f} volumes/s")))
+        for m in tried:
+            self.run_store.append(m, self.env)
+        chosen = next((m for m in tried if m.sw_batch_best), tried[0])
+        if tried[-1].error and tried[-1] is not chosen:
+            self.progress(f"{position} {tried[-1].spec.label}: the search stopped here: {tried[-1].error}")
+        self.progress(f"{position} {spec.label}: chose sw_batch_size {chosen.spec.sw_batch_size} of "
+                      f"{', '.join(str(m.spec.sw_batch_size) for m in tried)}")
+        return self.record(chosen.spec, chosen, benchmark, position, stored=True)
+
+    def record(self, spec: BenchSpec, m: Measurement, benchmark, position: str, stored: bool = False) -> Measurement:
+        """Write the row (unless already written), then pass, skip (a refusal) or fail (a failed measurement)."""
+        store = self.run_store
+        row = to_row(m, self.env, store.run_id) if stored else store.append(m, self.env)
         benchmark.extra_info.update({k: row[k] for k in ("model", "input_shape", "batch", "mode", "dtype", "exec_mode",
                                                           "warm", "step_ms", "samples_per_s", "peak_mem_mb", "gmacs",
                                                           "step_gflop", "mfu", "params_total", "params_used", "error")})
@@ -174,8 +229,13 @@ class HarnessSession:
         peak = "unavailable" if m.peak_mem_mb is None else f"{m.peak_mem_mb:.1f} MB"
         cold = "" if m.warm else (" (the warm-up never settled: not a measurement)" if m.warmup_steps
                                   else " (no warm-up: not a measurement)")
-        self.progress(f"{position} {spec.label}: latency {m.latency_ms:.1f} ms, throughput {m.step_ms:.1f} ms/step "
-                      f"= {m.samples_per_s:.2f} samples/s, peak memory {peak}{cold}")
+        if spec.mode == VOLUME_MODE:
+            self.progress(f"{position} {spec.label}: {m.windows} windows ({m.forward_passes} forward passes), "
+                          f"{m.volume_s:.3f} s/volume, {m.volumes_per_s:.3f} volumes/s, {m.mvox_per_s:.3f} Mvox/s, "
+                          f"stitch fraction {m.stitch_fraction:.3f}, peak memory {peak}{cold}")
+        else:
+            self.progress(f"{position} {spec.label}: latency {m.latency_ms:.1f} ms, throughput {m.step_ms:.1f} ms/step "
+                          f"= {m.samples_per_s:.2f} samples/s, peak memory {peak}{cold}")
         assert m.output_shape[0] == spec.batch
         samples = m.latency_s + m.block_s
         assert all(t > 0 and math.isfinite(t) for t in samples) and len(m.latency_s) >= 1 and len(m.block_s) >= 1

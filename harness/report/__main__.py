@@ -9,11 +9,40 @@ import json
 import re
 from pathlib import Path
 
-from harness.report import plots, reproduction, tables
+from harness.report import plots, reproduction, tables, volume
+from harness.report import memory as memory_report
 from harness.store.schema import RESULTS_ROOT as RESULTS
 from harness.options import OptionError
 from harness.options import report as report_option_error
 from harness.report.load import load_results, result_files, variant_order
+from harness.bench.spec import BenchSpec
+from harness.store.csvfile import read_rows
+from harness.store.schema import row_key
+
+
+def raw_samples(paths=None) -> dict[tuple, dict[str, list[float]]]:
+    """Each row's raw seconds from its run's details.jsonl (``latency_s``; ``step_s`` = block_s / block_steps),
+    keyed by ``tables.sample_key``; rows without a details line have none."""
+    samples = {}
+    for csv_path in result_files(paths):
+        details = csv_path.parent / "details.jsonl"
+        by_key = {}
+        for line in details.read_text().splitlines() if details.is_file() else ():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line
+            if record.get("error"):
+                continue
+            steps = record.get("block_steps") or 0
+            by_key[BenchSpec.from_record(record["spec"]).key] = {
+                "latency_s": record.get("latency_s") or record.get("times_s") or [],
+                "step_s": [block / steps for block in record.get("block_s") or []] if steps else []}
+        for row in read_rows(csv_path).rows:
+            found = by_key.get(row_key({"overrides": "", "channels_last": "False", "dtype": "fp32", "device": "cpu", **row}))
+            if found:
+                samples[tables.sample_key(row)] = found
+    return samples
 
 
 def _slug(text: str) -> str:
@@ -45,6 +74,10 @@ def build(paths=None, out: Path = RESULTS / "report") -> list[Path]:
     if results.empty:
         raise SystemExit("no runs found under results/runs/: run `nox -s bench` first")
     out.mkdir(parents=True, exist_ok=True)
+    results, volumes = volume.split(results)  # whole volumes have their own table and plot (harness.report.volume)
+    if results.empty:
+        return volume.write(volumes, out)
+    results = tables.with_intervals(results, raw_samples(paths))  # 95% intervals where the raw samples allow
     table = tables.comparison(results)
     written = []
     md = comparison_markdown(table)
@@ -59,9 +92,12 @@ def build(paths=None, out: Path = RESULTS / "report") -> list[Path]:
     for (device_name, dtype), rows in results.groupby(["device_name", "dtype"], sort=True):
         title = f"{rows['device'].iloc[0].upper()}: {device_name}, {dtype}"
         written += plots.scaling_figure(rows, colour, title, out / f"scaling-{_slug(title)}")
+    written += volume.write(volumes, out)
+    written += memory_report.write(results, out)  # predicted vs measured peak memory, CUDA rows
     claims_path = RESULTS / "claims.json"
     if claims_path.exists():
-        (out / "reproduction.md").write_text(reproduction.build(json.loads(claims_path.read_text()), results))
+        (out / "reproduction.md").write_text(reproduction.build(json.loads(claims_path.read_text()), results)
+                                             + volume.reference(volumes))
         written.append(out / "reproduction.md")
     return written
 

@@ -1,13 +1,54 @@
 """Comparison tables for papers: variants side by side per device and precision, with ratios
-against the plain ``unet3d`` baseline, at one reference point (input size and batch) per group."""
+against the plain ``unet3d`` baseline, at one reference point (input size and batch) per group.
+Throughput and latency carry their 95% bootstrap interval where the raw samples allow."""
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
-from harness.store.schema import SOURCE_LABELS
+from harness.stats import DRAWS, median_interval
+from harness.store.schema import SOURCE_LABELS, row_key
 
 BASELINE = "unet3d"
 SOURCE_ORDER = {source: i for i, source in enumerate(SOURCE_LABELS)}
+
+
+# --- intervals from raw samples --------------------------------------------------------------------
+
+# Fewer samples, no interval: even the whole range of n samples holds the median only with probability
+# 1 - 2**(1 - n) (0.94 for 5), so a "95%" interval of 2 or 3 samples would claim more than it can.
+MIN_INTERVAL_SAMPLES = 5
+
+
+def _interval(values) -> tuple[float, float]:
+    interval = median_interval(values)
+    return interval.low, interval.high
+
+
+def sample_key(row) -> tuple:
+    """Which raw samples a row owns: its run, finish time and configuration (``row_key``; a CSV row or a loaded one)."""
+    return (str(row["run_id"]), str(row["finished_at"]), *row_key({**row, "batch": int(float(row["batch"]))}))
+
+
+INTERVAL_COLUMNS = ["latency_low_ms", "latency_high_ms", "samples_per_s_low", "samples_per_s_high"]
+
+
+def with_intervals(results: pd.DataFrame, samples: dict[tuple, dict[str, list[float]]]) -> pd.DataFrame:
+    """``results`` plus the 95% intervals of latency (ms) and throughput (samples/s) of each row from its raw
+    samples (``samples[sample_key(row)]``: ``latency_s`` and ``step_s``, seconds); NaN where fewer than
+    ``MIN_INTERVAL_SAMPLES``."""
+    columns = {name: [] for name in INTERVAL_COLUMNS}
+    for row in results.to_dict("records"):
+        raw = samples.get(sample_key(row), {})
+        latency, steps = raw.get("latency_s", []), raw.get("step_s", [])
+        low, high = _interval(latency) if len(latency) >= MIN_INTERVAL_SAMPLES else (math.nan, math.nan)
+        columns["latency_low_ms"].append(1e3 * low)
+        columns["latency_high_ms"].append(1e3 * high)
+        low, high = _interval(steps) if len(steps) >= MIN_INTERVAL_SAMPLES else (math.nan, math.nan)
+        columns["samples_per_s_low"].append(row["batch"] / high)  # the slowest step: the fewest samples/s
+        columns["samples_per_s_high"].append(row["batch"] / low)
+    return results.assign(**columns)
 
 
 def reference_point(rows: pd.DataFrame) -> tuple[str, int] | None:
@@ -58,6 +99,8 @@ def comparison(df: pd.DataFrame) -> pd.DataFrame:
                 "inference_samples_per_s": inf["samples_per_s"], "inference_ms": inf["latency_ms"],
                 "inference_iqr_ms": inf["latency_iqr_ms"], "train_samples_per_s": train["samples_per_s"],
                 "train_ms": train["latency_ms"], "train_iqr_ms": train["latency_iqr_ms"],
+                **{f"{mode}_{column}": row.get(column, float("nan")) for mode, row in (("inference", inf), ("train", train))
+                   for column in INTERVAL_COLUMNS},
                 "train_step_gflop": train["step_gflop"], "train_tflops": train["achieved_tflops"],
                 "train_mfu": train["mfu"],
                 "inference_peak_mb": inf["peak_mem_mb"], "train_peak_mb": train["peak_mem_mb"],
@@ -80,9 +123,9 @@ def comparison(df: pd.DataFrame) -> pd.DataFrame:
 
 DISPLAY = {
     "model": "Variant", "input_shape": "Input (C×D×H×W)", "batch": "Batch", "params_m": "Params (M)",
-    "params_used_m": "Used params (M)", "gmacs": "GMACs/sample", "inference_samples_per_s": "Inference (samples/s)",
-    "inference_latency": "Inference latency, ms (IQR)", "train_samples_per_s": "Train (samples/s)",
-    "train_latency": "Train step latency, ms (IQR)", "train_step_gflop": "Train GFLOP/step",
+    "params_used_m": "Used params (M)", "gmacs": "GMACs/sample", "inference_samples_per_s": "Inference (samples/s) [95% CI]",
+    "inference_latency": "Inference latency, ms [95% CI]", "train_samples_per_s": "Train (samples/s) [95% CI]",
+    "train_latency": "Train step latency, ms [95% CI]", "train_step_gflop": "Train GFLOP/step",
     "train_tflops": "Train TFLOP/s", "train_mfu": "Train MFU (%)", "inference_peak_mb": "Peak mem. inference (MB)",
     "train_peak_mb": "Peak mem. train (MB)", "x_inference": "× inference vs unet3d",
     "x_train": "× train vs unet3d", "x_gmacs": "× GMACs vs unet3d",
@@ -97,10 +140,8 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
         "input_shape": group["input_shape"], "batch": group["batch"].map(str),
         "params_m": group["params_m"].map("{:.1f}".format), "params_used_m": group["params_used_m"].map("{:.1f}".format),
         "gmacs": group["gmacs"].map("{:.2f}".format),
-        "inference_samples_per_s": group["inference_samples_per_s"].map("{:.2f}".format),
-        "inference_latency": [f"{m:.1f} ({q:.1f})" for m, q in zip(group["inference_ms"], group["inference_iqr_ms"])],
-        "train_samples_per_s": group["train_samples_per_s"].map("{:.2f}".format),
-        "train_latency": [f"{m:.1f} ({q:.1f})" for m, q in zip(group["train_ms"], group["train_iqr_ms"])],
+        "inference_samples_per_s": _throughput(group, "inference"), "inference_latency": _latency(group, "inference"),
+        "train_samples_per_s": _throughput(group, "train"), "train_latency": _latency(group, "train"),
         "train_step_gflop": group["train_step_gflop"].map(_number("{:.1f}")),
         "train_tflops": group["train_tflops"].map(_number("{:.3g}")),
         "train_mfu": (100 * group["train_mfu"]).map(_number("{:.1f}")),
@@ -112,6 +153,23 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
     if group["train_step_gflop"].isna().all():  # runs from before FLOPs per step were counted
         out = out.drop(columns=["train_step_gflop", "train_tflops", "train_mfu"])
     return out.rename(columns=DISPLAY).reset_index(drop=True)
+
+
+def _with_interval(group: pd.DataFrame, value: str, low: str, high: str, form: str) -> list[str]:
+    """``value [low, high]``, or the value alone where the samples gave no interval."""
+    lows = group[low] if low in group else pd.Series(math.nan, index=group.index)
+    highs = group[high] if high in group else pd.Series(math.nan, index=group.index)
+    return [form.format(v) if pd.isna(lo) or pd.isna(hi) else f"{form.format(v)} [{form.format(lo)}, {form.format(hi)}]"
+            for v, lo, hi in zip(group[value], lows, highs)]
+
+
+def _throughput(group: pd.DataFrame, mode: str) -> list[str]:
+    return _with_interval(group, f"{mode}_samples_per_s", f"{mode}_samples_per_s_low", f"{mode}_samples_per_s_high",
+                          "{:.2f}")
+
+
+def _latency(group: pd.DataFrame, mode: str) -> list[str]:
+    return _with_interval(group, f"{mode}_ms", f"{mode}_latency_low_ms", f"{mode}_latency_high_ms", "{:.1f}")
 
 
 def _number(form: str):
@@ -136,7 +194,9 @@ def groups(table: pd.DataFrame):
         footnote = (f"Measured on {device_name} ({first['device']}), torch {first['torch']}"
                     f"{', CUDA ' + first['cuda'] if first['cuda'] else ''}, {int(first['threads'])} threads, "
                     f"commit {first['git_commit'][:10]}; run {runs}. Throughput (samples/s) is from steps issued "
-                    f"back to back; latency is the median synchronized step with the interquartile range; "
+                    f"back to back; latency is the median synchronized step; in brackets the 95% bootstrap interval "
+                    f"of the median from the raw samples (details.jsonl; {DRAWS} resamples), where a row kept at least "
+                    f"{MIN_INTERVAL_SAMPLES} of them (throughput blocks, latency rounds); "
                     f"MFU is achieved FLOP/s over this machine's measured matmul peak; memory is the {memory}; "
                     f"GMACs are multiply-adds per sample "
                     f"(FLOPs = 2 × MACs). Ratios compare 3D variants with unet3d at the same point; "

@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.bench.machine import MACHINE_FACTS, PER_SHARD_FACTS
-from harness.bench.spec import BenchSpec, Measurement, shape_text
+from harness.bench.spec import VOLUME_MODE, BenchSpec, Measurement, shape_text
 from harness.store.csvfile import drop_torn_tail, read_rows
-from harness.store.schema import ENV_COLUMNS, RESULT_COLUMNS, is_final, row_key
+from harness.store.schema import ENV_COLUMNS, RESULT_COLUMNS, VOLUME_COLUMNS, is_final, row_key
 
 # Run options that must match for a resumed run's rows to be comparable with the first attempt's.
 RESUME_MUST_MATCH = ("device", "profile", "precision", "channels_last", "exec_mode", "cudnn_benchmark", "rounds",
@@ -61,7 +61,29 @@ def to_row(m: Measurement, env: dict, run_id: str) -> dict:
     }
     row.update({k: env.get(k, "") for k in ENV_COLUMNS})
     row.update(run_id=run_id, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    row.update(_volume_columns(m))
+    row.update(predicted_peak_mb=_round(m.extra.get("predicted_peak_mb"), 1),  # CUDA rows (docs/memory.md)
+               predicted_floor_mb=_round(m.extra.get("predicted_floor_mb"), 1))
     return row
+
+
+def _volume_columns(m: Measurement) -> dict:
+    """The whole-volume columns (docs/volume.md): empty unless the row is a volume (mode ``volume``)."""
+    spec = m.spec
+    if spec.mode != VOLUME_MODE:
+        return {column: "" for column in VOLUME_COLUMNS}
+    passes = m.forward_passes
+    return {
+        "volume_shape": shape_text(spec.input_shape), "roi": shape_text(spec.roi), "overlap": spec.overlap,
+        "blend": spec.blend, "sw_batch_size": spec.sw_batch_size, "mirror": spec.mirror,
+        "windows": "" if m.windows is None else m.windows, "forward_passes": "" if passes is None else passes,
+        "volume_s": _round(m.volume_s, 6), "volume_iqr_s": _round(m.volume_iqr_s, 6),
+        "volumes_per_s": _round(m.volumes_per_s, 6), "mvox_per_s": _round(m.mvox_per_s, 5),
+        "stitch_fraction": _round(m.stitch_fraction, 4), "volume_gflop": _round(m.step_gflop, 3),
+        "volume_padded": m.volume_padded, "sw_batch_best": "" if m.sw_batch_best is None else m.sw_batch_best,
+        # gmacs: fvcore MACs of one sample's forward passes, and one sample is one volume: every window's
+        "gmacs": _round(m.work.macs * passes / 1e9, 6) if m.work and passes else "",
+    }
 
 
 class RunStore:
@@ -185,4 +207,7 @@ def details(m: Measurement) -> dict:
         "unsupported_ops": work.unsupported_ops if work else {},
         "uncalled_modules": list(work.uncalled_modules) if work else [],
         "error": m.error,
+        # Whole volumes: the windows' own forward passes back to back (s per volume); MACs above are per window.
+        **({"forward_s": list(m.forward_s), "windows": m.windows, "forward_passes": m.forward_passes,
+            "sw_batch_best": m.sw_batch_best} if m.spec.mode == VOLUME_MODE else {}),
     }

@@ -3,7 +3,7 @@ docs/results.md) and what makes two rows the same configuration, derived from th
 (``BenchSpec.key``). No torch here, so reports read results without it."""
 from pathlib import Path
 
-from harness.bench.spec import KEY_FIELDS
+from harness.bench.spec import KEY_FIELDS, PATCH_KEY_FIELDS, VOLUME_MODE
 
 # Where a variant comes from, as tables and listings label it (Family.source), in display order.
 SOURCE_LABELS = {"article": "article", "follow-up": "follow-up", "peer": "peer", "user": "yours"}
@@ -20,12 +20,19 @@ MEASURE_COLUMNS = [
     "gmacs", "step_gflop", "achieved_tflops", "peak_tflops", "mfu", "flop_error",
     "params_total", "params_used", "uncalled_modules", "zero_mac_ops", "unsupported_ops", "output_shape",
     "max_batch", "error",
+    # CUDA rows: the memory model's prediction of peak_mem_mb and its live-tensor floor (docs/memory.md)
+    "predicted_peak_mb", "predicted_floor_mb",
 ]
 ENV_COLUMNS = ["torch", "cuda", "cudnn", "cudnn_tf32", "matmul_tf32", "device_name", "gpu_driver", "gpu_sm_clock_mhz",
                "gpu_mem_clock_mhz", "gpu_power_limit_w", "cpu", "cpu_count", "threads", "python", "platform",
                "git_commit", "git_dirty", "seed", "gpu_max_sm_clock_mhz", "gpu_nvml",
                "slurm_job_id", "slurm_array_task_id", "node"]
-RESULT_COLUMNS = MEASURE_COLUMNS + ENV_COLUMNS + ["run_id", "finished_at"]
+# Whole-volume rows (mode "volume", docs/volume.md); empty on every other row. Appended after the rest so that
+# no column of an older run moves.
+VOLUME_COLUMNS = ["volume_shape", "roi", "overlap", "blend", "sw_batch_size", "mirror", "windows", "forward_passes",
+                  "volume_s", "volume_iqr_s", "volumes_per_s", "mvox_per_s", "stitch_fraction", "volume_gflop",
+                  "volume_padded", "sw_batch_best"]
+RESULT_COLUMNS = MEASURE_COLUMNS + ENV_COLUMNS + ["run_id", "finished_at"] + VOLUME_COLUMNS
 # A spec field's column where the two names differ: the results contract calls the precision ``dtype``.
 COLUMN_OF_FIELD = {"precision": "dtype"}
 # What makes two rows the same configuration: BenchSpec.key's fields, as CSV columns.
@@ -42,10 +49,13 @@ def exec_mode_of(row: dict) -> str:
 
 
 def row_key(row: dict) -> tuple:
-    """The BenchSpec.key of a CSV row (values arrive as text)."""
-    parse = {"batch": int, "channels_last": lambda v: str(v) == "True"}
+    """The BenchSpec.key of a CSV row (values arrive as text). The window columns belong to the key of volume
+    rows only, so rows of runs written before they existed keep their keys."""
+    parse = {"batch": int, "channels_last": lambda v: str(v) == "True", "overlap": float, "sw_batch_size": int,
+             "mirror": lambda v: str(v) == "True"}
     values = {**row, "exec_mode": exec_mode_of(row)}
-    return tuple(parse.get(column, str)(values[column]) for column in KEY_COLUMNS)
+    columns = KEY_COLUMNS if row.get("mode") == VOLUME_MODE else KEY_COLUMNS[:len(PATCH_KEY_FIELDS)]
+    return tuple(parse.get(column, str)(values[column]) for column in columns)
 
 
 # An error that says the configuration cannot run here at all (the envelope's refusal): measuring it

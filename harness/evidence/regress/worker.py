@@ -1,7 +1,7 @@
 """One side of an interleaved comparison: a long-lived process that owns one tree's models.
 
 Speaks JSON lines on stdin/stdout: {"cmd": "facts"}, {"cmd": "prepare", "spec": {...}},
-{"cmd": "time", "rounds": N}, {"cmd": "memory"}, {"cmd": "quit"}. Started by harness.evidence.regress with the
+{"cmd": "time", "rounds": N}, {"cmd": "memory"}, {"cmd": "quit"}. Started by harness.evidence.regress.client with the
 tree as working directory, so ``reference_models`` is that tree's.
 """
 from __future__ import annotations

@@ -1,0 +1,32 @@
+"""The other side of ``--against REF``: REF checked out in a temporary git worktree, with the current
+harness code in place of REF's, so that both sides are measured the same way and differ only in the
+models."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@contextmanager
+def worktree(ref: str):
+    """Yields (tree, commit); the worktree is removed afterwards, whatever happens."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=REPO, check=True,
+                                capture_output=True, text=True).stdout.strip()
+    except subprocess.CalledProcessError:
+        raise SystemExit(f"error: {ref!r} is not a commit in this repository (try HEAD, main or a sha)")
+    tmp = Path(tempfile.mkdtemp(prefix="regress-"))
+    tree = tmp / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(tree), commit], cwd=REPO, check=True)
+    try:
+        shutil.rmtree(tree / "harness", ignore_errors=True)
+        shutil.copytree(REPO / "harness", tree / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+        yield tree, commit
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)

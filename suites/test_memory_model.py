@@ -1,0 +1,423 @@
+"""Peak GPU memory predicted without a GPU (harness.bench.memory_model) and the planner (``python -m harness
+plan``, harness.evidence.plan):
+
+- the committed H200 rows (harness/bench/data/memory_h200.csv, copied from issue 19 with their provenance)
+  are predicted within 10%, and no live-tensor floor lies above its measured peak;
+- the simulation is exact on the CPU: the live-tensor peak of the step simulated on fake tensors (the
+  measured step derived from the first) equals that of the same step run for real, twice, on CPU tensors
+  under the same tracker, for the article's UNet, UNet++, two peers and a user model, both modes, fp32 and
+  bf16;
+- CUDA's autocast policy applied on CPU tensors is the real CUDA autocast kernels' (checked on CUDA fake
+  tensors, which a CPU-only torch runs without autograd);
+- the allocator replay follows c10's caching allocator's rounding; a trace scaled to another batch and
+  size equals a trace simulated there;
+- the planner's answers fit and the next step does not; bad budgets, unknown cards and refused patches
+  exit 2 with one paragraph; the report shows predicted against measured per CUDA row.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from harness.bench import memory_model as mm
+from harness.bench.spec import BenchSpec
+from harness.catalog.meta_probe import build_variant
+from harness.catalog.registry import get_variant, list_models
+from harness.evidence import plan
+
+# The table of issue 19, as the issue gives it: (model, size, batch, mode, dtype) -> max_memory_allocated MiB.
+ISSUE_19 = {
+    ("unet3d-resnet50", 64, 1, "inference", "fp32"): 998.7, ("unet3d-resnet50", 64, 1, "inference", "bf16"): 724.5,
+    ("unet3d-resnet50", 64, 1, "train", "fp32"): 1875.1, ("unet3d-resnet50", 64, 1, "train", "bf16"): 1460.2,
+    ("unet3d-resnet50", 64, 2, "inference", "fp32"): 1549.5, ("unet3d-resnet50", 64, 2, "inference", "bf16"): 1000.8,
+    ("unet3d-resnet50", 64, 2, "train", "fp32"): 3019.3, ("unet3d-resnet50", 64, 2, "train", "bf16"): 2040.3,
+    ("unet3d-resnet50", 64, 4, "inference", "fp32"): 2649.5, ("unet3d-resnet50", 64, 4, "inference", "bf16"): 1550.7,
+    ("unet3d-resnet50", 64, 4, "train", "fp32"): 5303.8, ("unet3d-resnet50", 64, 4, "train", "bf16"): 3207.6,
+    ("unet3d", 16, 2, "inference", "fp32"): 467.1, ("unet3d", 16, 2, "train", "fp32"): 1060.3,
+    ("unet3d-resnet50", 16, 2, "inference", "fp32"): 570.5, ("unet3d-resnet50", 16, 2, "train", "fp32"): 1097.1,
+}
+PEERS = pytest.mark.skipif(not all(not get_variant(n).unavailable_reason() for n in ("monai-basicunet", "nnunet-plain")),
+                           reason="needs the peers extra (monai, dynamic-network-architectures)")
+
+
+# --- the committed GPU rows -----------------------------------------------------------------------------------
+def test_the_committed_h200_rows_are_the_issues_table_with_their_provenance():
+    rows = mm.load_gpu_rows()
+    got = {(r["model"], int(r["input_shape"].split("x")[1]), int(r["batch"]), r["mode"], r["dtype"]): float(r["peak_mem_mb"])
+           for r in rows}
+    assert got == ISSUE_19
+    assert {(r["gpu"], r["torch"], r["cudnn"], r["cudnn_benchmark"], r["git_commit"], r["exec_mode"], r["channels_last"])
+            for r in rows} == {("H200", "2.11.0+cu130", "9.19", "True", "4d45056", "eager", "False")}
+    assert "momentum=0.9" in mm.H200_ROWS.read_text()  # the step as the code at 4d45056 ran it, said in the file
+
+
+def test_every_committed_h200_row_is_predicted_within_10_percent_and_no_floor_lies_above_it():
+    misses = []
+    for row in mm.load_gpu_rows():
+        spec, measured = mm.row_spec(row), float(row["peak_mem_mb"])
+        done = mm.predict_peak_memory(spec)
+        if not 0.9 <= done.peak_mb / measured <= 1.1 or done.floor_mb > measured:
+            misses.append(f"{spec.label}: measured {measured}, predicted {done.peak_mb:.1f}, floor {done.floor_mb:.1f}")
+    assert not misses, "\n".join(misses)
+
+
+# --- exact on the CPU ---------------------------------------------------------------------------------------
+USER_NETS = '''
+import torch
+import torch.nn as nn
+
+
+def block(i, o):
+    return nn.Sequential(nn.Conv3d(i, o, 3, padding=1), nn.BatchNorm3d(o), nn.ReLU(inplace=True))
+
+
+class Tiny(nn.Module):
+    def __init__(self, in_channels=1, num_classes=2, width=4):
+        super().__init__()
+        self.a, self.b, self.up = block(in_channels, width), block(width, 2 * width), block(3 * width, width)
+        self.head = nn.Conv3d(width, num_classes, 1)
+
+    def forward(self, x):
+        a = self.a(x)
+        b = self.b(nn.functional.max_pool3d(a, 2))
+        up = nn.functional.interpolate(b, scale_factor=2.0, mode="trilinear")
+        return self.head(self.up(torch.cat([a, up], 1)))
+
+
+def build(in_channels=1, num_classes=2, width=4):
+    return Tiny(in_channels, num_classes, width)
+'''
+
+
+@pytest.fixture(scope="module")
+def user_model(tmp_path_factory):
+    from harness.catalog.user import register_reference
+
+    path = tmp_path_factory.mktemp("lab") / "memory_nets.py"
+    path.write_text(USER_NETS)
+    return register_reference(f"{path}:build")
+
+
+@pytest.fixture
+def one_thread():
+    """Real CPU steps on one thread: a 2-core machine with other work on it stalls OpenMP otherwise."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+FAMILIES = [("unet3d", "base_c=4", 16), ("unetpp3d", "base_c=4", 16),
+            pytest.param("monai-basicunet", "features=4,4,8,8,16,4", 32, marks=PEERS),
+            pytest.param("nnunet-plain", "", 32, marks=PEERS), ("user", "", 16)]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("mode", ["inference", "train"])
+@pytest.mark.parametrize("model, overrides, size", FAMILIES)
+def test_the_simulated_live_peak_equals_the_same_step_run_for_real_on_cpu_tensors(model, overrides, size, mode, precision,
+                                                                                  user_model, one_thread):
+    name = user_model if model == "user" else model
+    spec = BenchSpec(name, (1, size, size, size), 2, mode, device="cuda", precision=precision, overrides=overrides)
+    simulated = mm.trace(spec)  # fake tensors; the measured step derived from the first (second_step)
+    real = mm.trace(spec, fake=False, steps=2)  # real CPU tensors, two steps run
+    assert mm.replay(simulated.events).floor == mm.replay(real.events).floor
+    assert mm.replay(simulated.events).floor > 0
+
+
+def test_the_derived_second_step_is_the_second_step_run():
+    spec = BenchSpec("unet3d", (1, 32, 32, 32), 2, "train", device="cuda", precision="bf16", overrides="base_c=8")
+    derived, run = mm.trace(spec), mm.trace(spec, steps=2)
+    assert mm.replay(derived.events) == mm.replay(run.events)
+
+
+# --- CUDA's autocast policy ---------------------------------------------------------------------------------
+class _Outputs(TorchDispatchMode):
+    """(dtype, shape) of every tensor each operator returns, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        out = tuple((t.dtype, tuple(t.shape)) for t in tree_flatten(result)[0] if isinstance(t, torch.Tensor))
+        if out:
+            self.seen.append(out)
+        return result
+
+
+@contextlib.contextmanager
+def _real_cuda_autocast(dtype):
+    """torch's CUDA autocast kernels, switched on directly: torch.autocast('cuda') refuses without a GPU."""
+    enabled, before = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
+    torch.set_autocast_enabled("cuda", True)
+    torch.set_autocast_dtype("cuda", dtype)
+    torch.autocast_increment_nesting()
+    try:
+        yield
+    finally:
+        if torch.autocast_decrement_nesting() == 0:
+            torch.clear_autocast_cache()
+        torch.set_autocast_enabled("cuda", enabled)
+        torch.set_autocast_dtype("cuda", before)
+
+
+def _forward_outputs(name: str, device: str, autocast) -> list:
+    variant = get_variant(name)
+    model = build_variant(variant, {}, "meta")
+    spatial = (64,) * variant.spatial_dims
+    with FakeTensorMode():
+        for module in model.modules():  # the meta model given fake storage on ``device``
+            for key, t in list(module._parameters.items()):
+                if t is not None:
+                    module._parameters[key] = torch.nn.Parameter(
+                        torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device), t.requires_grad)
+            for key, t in list(module._buffers.items()):
+                if t is not None:
+                    module._buffers[key] = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
+        x = torch.empty((2, variant.example_input[1], *spatial), device=device)
+        with torch.inference_mode(), autocast(torch.bfloat16), _Outputs() as outputs:
+            model.eval()(x)
+    return outputs.seen
+
+
+@pytest.mark.parametrize("name", [n for n in list_models(available=True) if n in (
+    "unet3d", "unet3d-trilinear", "unet3d-resnet50", "unet2d", "unetpp3d-effb0-mbconv", "monai-basicunet",
+    "nnunet-plain")])  # every family's kinds of layer: the article's, UNet++ with EfficientNet, MONAI, nnU-Net
+def test_cuda_autocast_on_cpu_tensors_casts_as_the_real_cuda_kernels_do(name):
+    assert _forward_outputs(name, "cpu", mm.CudaAutocast) == _forward_outputs(name, "cuda", _real_cuda_autocast)
+
+
+F = torch.nn.functional
+OPERATORS = {  # (x: (2, 4, 8, 8, 8) of either dtype, w: a float32 3x3x3 filter) -> one operator's output
+    "conv3d": lambda x, w: F.conv3d(x, w, padding=1), "conv_transpose3d": lambda x, w: F.conv_transpose3d(x, w),
+    "linear": lambda x, w: F.linear(x.flatten(1).narrow(1, 0, 8), w.flatten(1).narrow(1, 0, 8)),
+    "matmul": lambda x, w: x.flatten(2) @ x.flatten(2).transpose(1, 2),
+    "bmm": lambda x, w: torch.bmm(x.flatten(2), x.flatten(2).transpose(1, 2)),
+    "einsum": lambda x, w: torch.einsum("bcdhw,bcdhw->bc", x, x), "prelu": lambda x, w: F.prelu(x, w.flatten().narrow(0, 0, 1)),
+    "group_norm": lambda x, w: F.group_norm(x, 2), "layer_norm": lambda x, w: F.layer_norm(x, x.shape[-1:]),
+    "batch_norm": lambda x, w: F.batch_norm(x, None, None, training=True), "instance_norm": lambda x, w: F.instance_norm(x),
+    "sum": lambda x, w: x.sum(1), "torch.sum": lambda x, w: torch.sum(x), "softmax": lambda x, w: F.softmax(x, 1),
+    "log_softmax": lambda x, w: torch.log_softmax(x, 1), "cumsum": lambda x, w: x.cumsum(1), "prod": lambda x, w: x.prod(1),
+    "exp": lambda x, w: torch.exp(x), "pow": lambda x, w: x ** 2, "rsqrt": lambda x, w: x.rsqrt(),
+    "softplus": lambda x, w: F.softplus(x), "norm": lambda x, w: x.norm(), "normalize": lambda x, w: F.normalize(x),
+    "mse_loss": lambda x, w: F.mse_loss(x, x), "cat": lambda x, w: torch.cat([x, x.float()], 1),
+    "stack": lambda x, w: torch.stack([x, x.float()]), "add": lambda x, w: x + x.float(), "mean": lambda x, w: x.mean(),
+    "relu": lambda x, w: F.relu(x), "leaky_relu": lambda x, w: F.leaky_relu(x), "silu": lambda x, w: F.silu(x),
+    "sigmoid": lambda x, w: torch.sigmoid(x), "max_pool3d": lambda x, w: F.max_pool3d(x, 2),
+    "avg_pool3d": lambda x, w: F.avg_pool3d(x, 2), "adaptive_avg_pool3d": lambda x, w: F.adaptive_avg_pool3d(x, 1),
+    "trilinear": lambda x, w: F.interpolate(x, scale_factor=2, mode="trilinear"),
+    "nearest": lambda x, w: F.interpolate(x, scale_factor=2),
+}
+
+
+def _operator_dtype(name: str, device: str, autocast, dtype) -> torch.dtype:
+    with FakeTensorMode():  # no indexing: a CPU-only torch cannot index CUDA fake tensors
+        x = torch.empty(2, 4, 8, 8, 8, device=device, dtype=dtype)
+        w = torch.empty(4, 4, 3, 3, 3, device=device, requires_grad=True)
+        with torch.inference_mode(), autocast(torch.bfloat16):
+            return OPERATORS[name](x, w).dtype
+
+
+def test_cuda_autocast_on_cpu_tensors_treats_each_operator_as_the_real_cuda_kernels_do():
+    differ = [(name, dtype, _operator_dtype(name, "cuda", _real_cuda_autocast, dtype),
+               _operator_dtype(name, "cpu", mm.CudaAutocast, dtype))
+              for name in OPERATORS for dtype in (torch.float32, torch.bfloat16)]
+    assert [d for d in differ if d[2] != d[3]] == []
+
+
+def test_cuda_autocast_on_cpu_tensors_casts_each_weight_once_per_region_as_torch_does():
+    """The weight cast cache (float32 leaves that require grad; none under inference_mode), against torch's
+    own autocast on the CPU, whose cache is the same code: convolutions autocast on both devices."""
+    conv = torch.nn.Conv3d(2, 2, 3, padding=1)
+    x = torch.randn(1, 2, 4, 4, 4)
+
+    def casts(autocast, grad):
+        with (contextlib.nullcontext() if grad else torch.inference_mode()), autocast(torch.bfloat16), \
+                _Outputs() as outputs:
+            conv(conv(x).float())
+        return sum(1 for out in outputs.seen if out[0][0] == torch.bfloat16 and out[0][1] != (1, 2, 4, 4, 4))
+
+    cpu = lambda dtype: torch.autocast("cpu", dtype=dtype)  # noqa: E731
+    assert casts(mm.CudaAutocast, True) == casts(cpu, True) == 2  # weight and bias, once
+    assert casts(mm.CudaAutocast, False) == casts(cpu, False) == 4  # inference_mode: cast at every call
+
+
+# --- the allocator and the scaled trace ---------------------------------------------------------------------
+def test_the_allocator_rounds_splits_and_merges_as_the_cuda_caching_allocator():
+    a = mm.CachingAllocator()
+    small = a.malloc(100)  # 512 bytes from a 2 MiB small-pool segment
+    assert a.allocated == 512 and a.reserved == 2 << 20
+    large = a.malloc((13 << 20) + 1000)  # >= 10 MiB: a 14 MiB segment; the under 1 MiB left is not split off
+    assert a.allocated == 512 + (14 << 20) and a.reserved == (2 << 20) + (14 << 20)
+    mid = a.malloc(3 << 20)  # under 10 MiB: a 20 MiB segment, split: the block is the request
+    assert a.allocated == 512 + (14 << 20) + (3 << 20) and a.reserved == (36 << 20)
+    a.release(mid)
+    again = a.malloc(5 << 20)  # best fit: the freed and merged 20 MiB block, split again
+    assert a.reserved == (36 << 20) and again == mid
+    a.release(large)
+    a.release(small)
+    a.release(again)
+    assert a.allocated == 0 and a.peak == 512 + (14 << 20) + (5 << 20)
+    assert [mm.round_size(n) for n in (1, 512, 513, 1 << 20)] == [512, 512, 1024, 1 << 20]
+
+
+@pytest.mark.parametrize("mode, precision", [("train", "bf16"), ("inference", "fp32")])
+def test_a_trace_scaled_to_another_batch_and_patch_equals_one_simulated_there(mode, precision):
+    scaled = mm.scaled_trace("unet3d", "", 1, mode, precision, False, (1, (32, 32, 32)), (2, (48, 48, 48)))
+    for batch, spatial in ((3, (64, 64, 64)), (2, (96, 64, 128))):
+        direct = mm.predict_peak_memory(BenchSpec("unet3d", (1, *spatial), batch, mode, device="cuda", precision=precision))
+        assert mm.prediction(scaled.at(batch, spatial)) == direct
+        assert scaled.estimate(batch, spatial) <= direct.peak_mb < scaled.estimate(batch, spatial) * 1.01
+
+
+# --- the planner -----------------------------------------------------------------------------------------
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNET3D_BENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--gpu-memory", "0"], "is zero"),
+    (["--gpu-memory", "lots"], "is not an amount of memory"),
+    (["--gpu-memory", "-3GiB"], "is negative"),
+    (["--gpu-memory=-3GiB"], "is negative"),
+    (["--gpu-memory", "24"], "is not an amount of memory"),
+    (["--gpu", "nosuchcard"], "is not a card this planner knows"),
+    (["--gpu-memory", "24GiB", "--models", "unetpp3d", "--patch", "40"], "cannot run input"),
+    (["--gpu-memory", "24GiB", "--margin", "1.5"], "--margin"),
+    (["--models", "unet3d"], "needs a memory budget"),
+])
+def test_a_bad_budget_card_or_patch_exits_2_with_one_paragraph(argv, says, capsys, cache):
+    assert plan.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and says in err and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_the_largest_batch_and_patch_fit_with_the_margin_and_one_step_more_does_not(cache, capsys):
+    budget = 8 * plan.GIB
+    done = plan.make_plan(["unet3d"], {}, "", ("train",), ("bf16",), False, budget, "8GiB", 0.1, "96", 2, None, 16)
+    (row,) = done.rows
+    limit_mb = done.limit_bytes / plan.MIB
+    b, p = row.largest_batch, row.largest_patch
+    assert b.patch == (96, 96, 96) and p.batch == 2 and b.predicted_peak_mb <= limit_mb and p.predicted_peak_mb <= limit_mb
+
+    def peak(batch, size):
+        return mm.predict_peak_memory(BenchSpec("unet3d", (1, *size), batch, "train", device="cuda", precision="bf16")).peak_mb
+
+    assert peak(b.batch, b.patch) == pytest.approx(b.predicted_peak_mb, abs=0.05)
+    assert peak(b.batch + 1, b.patch) > limit_mb
+    assert peak(2, (p.patch[0] + 16,) * 3) > limit_mb
+    assert b.left_mb == pytest.approx(budget / plan.MIB - b.predicted_peak_mb, abs=0.1)
+    assert any(cache.glob("memory/*.pkl"))  # the two simulations are cached
+
+
+def test_an_anisotropic_patch_follows_the_volume_and_cannot_grow_further(cache):
+    volume = (256, 256, 96)
+    done = plan.make_plan(["unet3d"], {}, "", ("inference",), ("bf16",), False, 4 * plan.GIB, "4GiB", 0.1, "64", 2,
+                          volume, 16)
+    patch = done.rows[0].largest_patch.patch
+    shares = [p / v for p, v in zip(patch, volume)]
+    assert all(p <= v for p, v in zip(patch, volume)) and max(shares) - min(shares) <= 16 / min(volume)
+    limit_mb = done.limit_bytes / plan.MIB
+    for axis in range(3):  # no axis that still has room can grow by a step
+        if patch[axis] + 16 <= volume[axis]:
+            grown = tuple(p + 16 * (a == axis) for a, p in enumerate(patch))
+            spec = BenchSpec("unet3d", (1, *grown), 2, "inference", device="cuda", precision="bf16")
+            assert mm.predict_peak_memory(spec).peak_mb > done.rows[0].largest_patch.predicted_peak_mb
+            assert mm.predict_peak_memory(spec).peak_mb > limit_mb
+
+
+def test_plan_predicts_one_configuration_as_json(capsys, cache):
+    import json
+
+    assert plan.main(["--input", "1,64,64,64", "--batch", "2", "--models", "unet3d-resnet50", "--mode", "train",
+                      "--precision", "fp32", "--json"]) == 0
+    (item,) = json.loads(capsys.readouterr().out)
+    assert item["model"] == "unet3d-resnet50" and item["predicted_peak_mb"] == pytest.approx(ISSUE_19[
+        ("unet3d-resnet50", 64, 2, "train", "fp32")], rel=0.1) and item["predicted_floor_mb"] <= 3019.3
+
+
+def test_the_named_cards_are_vendor_capacities_with_usable_memory_stated(capsys):
+    assert plan.main(["--gpu", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "not measured" in out and "h200" in out and "rtx-3070" in out
+    assert min(g for _, g in plan.GPUS.values()) == 8 and max(g for _, g in plan.GPUS.values()) == 141
+    card, capacity, usable = plan.gpu_budget("RTX-4090")
+    assert capacity == 24 * plan.GIB and usable == capacity - plan.GIB
+
+
+@PEERS
+def test_nnunets_heuristic_is_shown_beside_the_plan_for_its_networks(cache):
+    done = plan.make_plan(["nnunet-plain"], {}, "", ("inference",), ("fp32",), False, 8 * plan.GIB, "8GiB", 0.1, "128",
+                          2, None, 16)
+    heuristic = done.rows[0].nnunet
+    network = build_variant(get_variant("nnunet-plain"), {}, "meta")
+    fmap = network.compute_conv_feature_map_size((128, 128, 128))
+    assert heuristic["batch_at_patch"] == max(1, round(560e6 * 8 / 8 / fmap * 2))
+    assert heuristic["reference_value"] == 560e6 and math.prod(heuristic["patch_at_batch"]) > 0
+
+
+def test_gpu_checks_memory_runs_the_memory_steps_and_the_report_only(tmp_path):
+    """``scripts/gpu_checks.sh memory`` (issue 19, item 6) with a fake ``python`` that logs its calls."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$CALLS_LOG"\nexit 0\n')
+    (bin_dir / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS_LOG": str(log)}
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_checks.sh"
+    done = subprocess.run(["bash", str(script), "memory"], env=env, capture_output=True, text=True, timeout=60)
+    calls = log.read_text().splitlines()
+    assert done.returncode == 0 and "gpu_checks memory: all 4 steps passed" in done.stdout
+    assert [c.split()[1] for c in calls] == ["harness", "harness", "harness", "harness.report"]
+    assert "--profile memory " in calls[0] and "--precision bf16 --models unet3d " in calls[1]
+    assert "--profile memory-max --find-max-batch" in calls[2]
+
+
+# --- the report ----------------------------------------------------------------------------------------------
+def test_the_report_shows_predicted_against_measured_per_cuda_row_and_the_worst_ratio(tmp_path):
+    import pandas as pd
+
+    from harness.report import memory as memory_report
+
+    rows = pd.DataFrame([
+        dict(run_id="r1", model="unet3d", input_shape="1x64x64x64", batch=2, mode="train", dtype="fp32", exec_mode="eager",
+             channels_last=False, device="cuda", error="", peak_mem_mb=1000.0, predicted_peak_mb=1050.0,
+             predicted_floor_mb=900.0),
+        dict(run_id="r1", model="unet3d", input_shape="1x64x64x64", batch=1, mode="train", dtype="fp32", exec_mode="eager",
+             channels_last=False, device="cuda", error="", peak_mem_mb=500.0, predicted_peak_mb=480.0,
+             predicted_floor_mb=510.0),
+        dict(run_id="r1", model="unet3d", input_shape="1x16x16x16", batch=1, mode="train", dtype="fp32", exec_mode="eager",
+             channels_last=False, device="cpu", error="", peak_mem_mb=5.0, predicted_peak_mb=float("nan"),
+             predicted_floor_mb=float("nan")),
+    ])
+    (path,) = memory_report.write(rows, tmp_path)
+    text = path.read_text()
+    assert "Worst ratio: 1.050" in text and "1 of 2 floors at or below" in text and "**no**" in text
+    assert memory_report.write(rows[rows["device"] == "cpu"], tmp_path / "none") == []
+
+
+def test_cuda_rows_carry_the_prediction_columns_and_others_leave_them_empty():
+    from harness.bench.spec import Measurement
+    from harness.store.run_store import to_row
+    from harness.store.schema import MEASURE_COLUMNS
+
+    assert MEASURE_COLUMNS[-2:] == ["predicted_peak_mb", "predicted_floor_mb"]
+    spec = BenchSpec("unet3d", (1, 16, 16, 16), 2, "train", device="cuda")
+    row = to_row(Measurement(spec, extra={"predicted_peak_mb": 1234.56, "predicted_floor_mb": 1200.04}), {}, "r")
+    assert (row["predicted_peak_mb"], row["predicted_floor_mb"]) == (1234.6, 1200.0)
+    row = to_row(Measurement(BenchSpec("unet3d", (1, 16, 16, 16), 2, "train")), {}, "r")
+    assert (row["predicted_peak_mb"], row["predicted_floor_mb"]) == ("", "")

@@ -1,0 +1,271 @@
+"""Whole-volume inference (issue 18): ``harness.infer_volume`` over MONAI's sliding windows is exact where it must
+be, counts windows as MONAI scans them, mirrors as nnU-Net does, its rows carry the volume columns and keys, and
+bad volume options stop before anything runs. Tiny models and volumes: seconds on a 2-core CPU."""
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import assume, given, strategies as st
+
+import harness
+from harness.bench.environment import capture
+from harness.bench.profiles import PROFILES, specs
+from harness.bench.run import WorkCache, measure
+from harness.bench.spec import KEY_FIELDS, PATCH_KEY_FIELDS, BenchSpec
+from harness.bench.volume import count_windows, mirrored, search_sw_batch
+from harness.catalog.registry import get_variant
+from harness.store.run_store import RunStore
+from harness.store.schema import RESULT_COLUMNS, VOLUME_COLUMNS, row_key
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = "base_c=2"  # the article's unet3d, 2 channels wide: milliseconds per 16³ window
+
+
+def _issue_formula(spatial, roi, overlap) -> int:
+    """The count as issue 18 states it, written out independently of harness.bench.volume."""
+    total = 1
+    for size, r in zip(spatial, roi):
+        interval = max(1, math.floor(r * (1 - overlap)))
+        total *= 1 if size <= r else math.ceil((size - r) / interval) + 1
+    return total
+
+
+def _monai_calls(spatial, roi, overlap) -> int:
+    """The windows MONAI's own scan visits: predictor calls at sw_batch_size 1."""
+    from monai.inferers import sliding_window_inference
+
+    calls = []
+    sliding_window_inference(torch.zeros(1, 1, *spatial), roi, 1, lambda x: calls.append(1) or x, overlap=overlap)
+    return len(calls)
+
+
+def _volume_spec(**fields) -> BenchSpec:
+    values = dict(model="unet3d", input_shape=(1, 24, 20, 12), batch=1, mode="volume", overrides=TINY, warmup=1,
+                  rounds=2, blocks=1, roi=(16, 16, 16), overlap=0.5, blend="gaussian", sw_batch_size=2, mirror=False)
+    return BenchSpec(**{**values, **fields})
+
+
+# --- (a) a model whose output at a voxel depends only on that voxel: stitching is exact ------------------------
+
+sizes = st.integers(1, 40)
+
+
+@given(spatial=st.tuples(sizes, sizes, sizes), roi=st.tuples(*[st.integers(6, 16)] * 3),
+       overlap=st.sampled_from([0.0, 0.25, 0.5, 0.6]), sw=st.integers(1, 4), blend=st.sampled_from(["gaussian", "constant"]),
+       mirror=st.booleans())
+def test_a_pointwise_model_stitched_equals_its_whole_volume_pass(spatial, roi, overlap, sw, blend, mirror):
+    assume(all(n % r for n, r in zip(spatial, roi)))  # no window divides any axis (shorter axes are padded)
+    assume(count_windows(spatial, roi, overlap) <= 48)
+    torch.manual_seed(0)
+    model = torch.nn.Conv3d(2, 3, kernel_size=1)
+    volume = torch.randn(1, 2, *spatial)
+    stitched = harness.infer_volume(model, volume, roi, overlap, blend, sw, mirror)
+    with torch.no_grad():
+        whole = model(volume)
+    assert stitched.shape == whole.shape
+    torch.testing.assert_close(stitched, whole, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("blend", ["gaussian", "constant"])
+@pytest.mark.parametrize("mirror", [False, True])
+def test_every_blend_with_and_without_mirroring_at_sizes_no_window_divides(blend, mirror):
+    torch.manual_seed(1)
+    model = torch.nn.Conv3d(1, 2, kernel_size=1)
+    for shape, roi in [((37, 21, 50), (16, 16, 16)), ((10, 19, 33), (16, 8, 12))]:  # the second pads its first axis
+        volume = torch.randn(2, 1, *shape)  # a batch of two volumes
+        with torch.no_grad():
+            whole = model(volume)
+        torch.testing.assert_close(harness.infer_volume(model, volume, roi, 0.5, blend, 3, mirror), whole,
+                                   atol=1e-5, rtol=1e-5)
+    single = torch.randn(1, 17, 18, 19)  # one volume without the batch axis: (C, D, H, W)
+    with torch.no_grad():
+        expected = model(single[None])[0]
+    torch.testing.assert_close(harness.infer_volume(model, single, (16, 16, 16), 0.25, blend, 1, mirror), expected,
+                               atol=1e-5, rtol=1e-5)
+
+
+# --- (b) windows: the count MONAI's scan makes ----------------------------------------------------------------
+
+@given(spatial=st.tuples(*[st.integers(1, 48)] * 3), roi=st.tuples(*[st.integers(1, 20)] * 3),
+       overlap=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.6, 0.75, 0.9, 0.95]))
+def test_windows_are_counted_as_monai_scans_them(spatial, roi, overlap):
+    assume(_issue_formula(spatial, roi, overlap) <= 400)
+    assert count_windows(spatial, roi, overlap) == _issue_formula(spatial, roi, overlap) == _monai_calls(spatial, roi, overlap)
+
+
+def test_monai_computes_the_interval_in_floating_point():
+    # 20 x (1 - 0.9) is 1.9999999999999996 in binary floating point: MONAI steps by 1, not 2.
+    assert _monai_calls((30, 20, 20), (20, 20, 20), 0.9) == count_windows((30, 20, 20), (20, 20, 20), 0.9) == 11
+
+
+def test_a_volume_row_carries_every_column_and_its_windows_are_monais(tmp_path):
+    spec = _volume_spec(mirror=True)
+    m = measure(spec)
+    assert m.error == "", m.error
+    windows = _monai_calls(spec.input_shape[1:], spec.roi, spec.overlap)
+    assert m.windows == windows == _issue_formula(spec.input_shape[1:], spec.roi, spec.overlap) == 4
+    assert m.forward_passes == 8 * windows and m.volume_padded  # 12 < 16: MONAI pads that axis
+    assert m.output_shape == m.expected_output_shape == (1, 2, 24, 20, 12)
+    store = RunStore(tmp_path / "run")
+    store.append(m, capture())
+    row = next(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+    assert list(row) == RESULT_COLUMNS and RESULT_COLUMNS[-len(VOLUME_COLUMNS):] == VOLUME_COLUMNS
+    assert {k: row[k] for k in ("mode", "input_shape", "volume_shape", "roi", "overlap", "blend", "sw_batch_size",
+                                "mirror", "windows", "forward_passes", "volume_padded", "sw_batch_best")} == {
+        "mode": "volume", "input_shape": "1x24x20x12", "volume_shape": "1x24x20x12", "roi": "16x16x16",
+        "overlap": "0.5", "blend": "gaussian", "sw_batch_size": "2", "mirror": "True", "windows": str(windows),
+        "forward_passes": str(8 * windows), "volume_padded": "True", "sw_batch_best": ""}
+    numbers = {k: float(row[k]) for k in ("volume_s", "volume_iqr_s", "volumes_per_s", "mvox_per_s", "stitch_fraction",
+                                          "volume_gflop", "achieved_tflops", "mfu", "peak_mem_mb", "gmacs", "latency_ms")}
+    assert numbers["volume_s"] > 0 and numbers["volumes_per_s"] > 0 and numbers["volume_gflop"] > 0
+    assert numbers["mvox_per_s"] == pytest.approx(numbers["volumes_per_s"] * 24 * 20 * 12 / 1e6, rel=1e-3)
+    assert numbers["volume_s"] == pytest.approx(numbers["latency_ms"] / 1e3, rel=1e-4)
+    assert numbers["stitch_fraction"] < 1
+    # FLOPs of every forward pass: 2 x MACs, per window, times the forward passes.
+    assert numbers["volume_gflop"] == pytest.approx(2 * numbers["gmacs"], rel=0.05)
+    assert row_key(row) == spec.key and store.completed_keys() == {spec.key}
+
+
+# --- (c) mirroring: the average of the flipped passes ----------------------------------------------------------
+
+def test_a_mirrored_pass_is_the_average_of_the_flipped_passes_computed_directly():
+    torch.manual_seed(2)
+    model = torch.nn.Conv3d(1, 2, kernel_size=3, padding=1)  # not flip-invariant: mirroring changes its output
+    flips = [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
+    calls = []
+
+    def counted(x):
+        calls.append(x.shape[0])
+        return model(x)
+
+    def direct(x):
+        return sum(torch.flip(model(torch.flip(x, dims)), dims) if dims else model(x) for dims in flips) / 8
+
+    window = torch.randn(3, 1, 8, 9, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(mirrored(model)(window), direct(window))
+    volume = torch.randn(1, 1, 21, 18, 27)
+    plain = harness.infer_volume(model, volume, (16, 16, 16), 0.5, "gaussian", 2)
+    mirror = harness.infer_volume(counted, volume, (16, 16, 16), 0.5, "gaussian", 2, mirror=True)
+    torch.testing.assert_close(mirror, harness.infer_volume(direct, volume, (16, 16, 16), 0.5, "gaussian", 2))
+    assert not torch.allclose(mirror, plain)
+    assert sum(calls) == 8 * count_windows((21, 18, 27), (16, 16, 16), 0.5)  # windows x 8 forward passes
+
+
+# --- --sw-batch auto, keys, profiles, the report ---------------------------------------------------------------
+
+def test_sw_batch_auto_leaves_a_row_per_tried_value_and_marks_one_best(tmp_path):
+    tried = search_sw_batch(_volume_spec(sw_batch_size=0, warmup=1, rounds=1), work_cache=WorkCache())
+    sizes = [m.spec.sw_batch_size for m in tried]
+    assert sizes == [2 ** i for i in range(len(sizes))] and sizes[-1] <= 4  # 4 windows: never past 4
+    assert sum(bool(m.sw_batch_best) for m in tried) == 1 and all(m.error == "" for m in tried)
+    best = next(i for i, m in enumerate(tried) if m.sw_batch_best)
+    for before, after in zip(tried[:best], tried[1:best + 1]):  # each accepted doubling gained more than 5%
+        assert after.volumes_per_s > 1.05 * before.volumes_per_s
+    if best + 1 < len(tried):  # the search stopped on a value that did not gain enough
+        assert tried[best + 1].volumes_per_s <= 1.05 * tried[best].volumes_per_s
+    store = RunStore(tmp_path / "run")
+    for m in tried:
+        store.append(m, capture())
+    rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+    assert [r["sw_batch_size"] for r in rows] == [str(n) for n in sizes]
+    assert [r["sw_batch_best"] for r in rows].count("True") == 1 and "" not in [r["sw_batch_best"] for r in rows]
+
+
+def test_volume_fields_extend_the_key_of_volume_specs_only():
+    patch = BenchSpec("unet3d", (1, 16, 16, 16), 2, "inference")
+    assert len(patch.key) == len(PATCH_KEY_FIELDS) and patch.label == "unet3d-1x16x16x16-b2-inference-cpu-fp32"
+    old_row = {"model": "unet3d", "overrides": "", "input_shape": "1x16x16x16", "batch": "2", "mode": "inference",
+               "device": "cpu", "dtype": "fp32", "channels_last": "False", "compile": "False"}  # no volume columns
+    assert row_key(old_row) == patch.key
+    a, b = _volume_spec(), _volume_spec(overlap=0.25)
+    assert len(a.key) == len(KEY_FIELDS) and a.key != b.key and a.label != b.label
+    assert BenchSpec.from_record(a.record()) == a and BenchSpec.from_record(patch.record()) == patch
+
+
+def test_the_volume_profile_measures_volumes_no_window_divides():
+    chosen = PROFILES["volume"]
+    for device in ("cpu", "cuda"):
+        plan = chosen.volume_plan(device)
+        assert plan.origin and all(n % plan.roi for shape in plan.shapes for n in shape)
+    found = specs("volume", "cpu", list(chosen.also))
+    assert {s.model for s in found} == set(chosen.also) and {s.mode for s in found} == {"volume"}
+    assert all(get_variant(s.model).spatial_dims == 3 for s in found)
+    smoke = [s for s in specs("smoke", "cpu", ["unet2d", "unet3d", "nnunet-plain"]) if s.mode == "volume"]
+    assert len(smoke) == 1 and smoke[0].model == "unet3d"  # the tests session measures one tiny volume
+
+
+def test_the_report_shows_the_whole_volume_table_the_plot_and_mlperfs_reference(tmp_path):
+    from harness.report import volume as report_volume
+    from harness.report.__main__ import build
+    from harness.report.load import load_results
+
+    store = RunStore(tmp_path / "run")
+    for sw in (1, 2):
+        store.append(measure(_volume_spec(sw_batch_size=sw, rounds=1)), capture())
+    written = build([tmp_path / "run"], tmp_path / "report")  # a run of whole volumes only
+    names = {p.name for p in written}
+    assert {"volume.md", "volume.csv"} <= names and any(n.startswith("volume-sw-batch-") and n.endswith(".png")
+                                                       for n in names)
+    table = (tmp_path / "report" / "volume.md").read_text()
+    assert "Whole-volume inference" in table and "Stitch fraction" in table and table.count("| unet3d ") == 2
+    _, volumes = report_volume.split(load_results([tmp_path / "run"]))
+    reference = report_volume.reference(volumes)
+    assert "6.44" in reference and "3.15" in reference and "No committed GPU run" in reference
+
+
+# --- (d) bad volume options: exit 2, one paragraph, nothing written ---------------------------------------------
+
+BENCH = [sys.executable, "-m", "harness", "bench", "--profile", "smoke"]
+CASES = [
+    ("roi-the-model-cannot-run", ["--models", "unet3d", "--volume", "40x40x40", "--roi", "24x16x16"],
+     ["--roi 24x16x16: unet3d cannot run", "Way out: --roi 16x16x16"]),
+    ("volume-zero", ["--volume", "0x40x40"], ["every size must be at least 1"]),
+    ("volume-negative", ["--volume", "40x-3x40"], ["every size must be at least 1"]),
+    ("volume-unparseable", ["--volume", "40xfoo"], ["is not a size"]),
+    ("roi-unparseable", ["--volume", "40x40x40", "--roi", "16x16"], ["is not a size"]),
+    ("overlap-one", ["--overlap", "1"], ["in [0, 1)"]),
+    ("overlap-negative", ["--overlap", "-0.25"], ["in [0, 1)"]),
+    ("overlap-unparseable", ["--overlap", "half"], ["in [0, 1)"]),
+    ("sw-batch-zero", ["--sw-batch", "0"], ["an integer of at least 1, or auto"]),
+    ("preset-unknown", ["--preset", "nnUNet"], ["is not a preset", "nnunet, mlperf, monai"]),
+    ("blend-unknown", ["--blend", "linear"], ["is not a blending mode"]),
+    ("window-options-without-volumes", ["--profile", "cpu", "--mirror"], ["measures no whole volume", "--volume"]),
+    ("volume-for-no-3d-network", ["--volume", "40x40x40", "--models", "unet2d"], ["needs a 3D segmentation network"]),
+]
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory):
+    """Every case at once (each a Python start-up: in parallel they take the time of the slowest)."""
+    results_before = _tree(REPO / "results")
+    started = {}
+    for case_id, arguments, _ in CASES:
+        runs = tmp_path_factory.mktemp(case_id)
+        started[case_id] = (runs, subprocess.Popen(BENCH + arguments + ["--runs-root", str(runs)], cwd=REPO,
+                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    finished = {case_id: (process.wait(timeout=600), process.stdout.read(), _tree(runs))
+                for case_id, (runs, process) in started.items()}
+    return finished, results_before == _tree(REPO / "results")
+
+
+@pytest.mark.parametrize("case_id, words", [(c[0], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+def test_a_bad_volume_option_exits_2_with_one_paragraph_and_writes_nothing(refusals, case_id, words):
+    finished, results_untouched = refusals
+    status, output, written = finished[case_id]
+    assert status == 2, output
+    assert "Traceback" not in output, output
+    message = [line for line in output.splitlines() if "error:" in line]
+    assert len(message) == 1, output  # one paragraph
+    for word in words:
+        assert word in message[0], output
+    assert written == [] and results_untouched
+
