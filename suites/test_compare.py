@@ -333,7 +333,7 @@ def test_the_report_gives_intervals_where_the_samples_allow_and_draws_error_bars
     assert row.count("[") == 4  # throughput and latency, inference and training
     assert {"inference_samples_per_s_low", "train_latency_high_ms"} <= set(table.columns)  # comparison.csv has them
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, stem: figures.append(fig) or [])
+    monkeypatch.setattr(plots, "save_figure", lambda fig, stem: figures.append(fig) or [])
     title, _, group = next(tables.groups(table))
     plots.comparison_figure(group, plots.colours(list(group["model"])), title, tmp_path / "figure")
     plots.scaling_figure(results, plots.colours(list(results["model"].unique())), title, tmp_path / "scaling")

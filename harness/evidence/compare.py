@@ -27,6 +27,7 @@ from pathlib import Path
 
 from harness.bench.machine import MACHINE_FACTS, comparable_machines, machine_differences
 from harness.bench.spec import BenchSpec
+from harness.store.run_store import measured_details
 from harness.stats import Outcome, ThresholdRule
 from harness.options import OptionError, require_fraction
 from harness.options import report as report_option_error
@@ -103,15 +104,7 @@ def load_run(path: Path) -> Run:
             run.failed.pop(key, None)
         elif key not in run.rows:
             run.failed[key] = f"error {row['error'][:80]!r}" if row.get("error") else "not warm"
-    details = path / "details.jsonl"
-    for line in details.read_text().splitlines() if details.is_file() else ():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line
-        if record.get("error"):
-            continue
-        spec = BenchSpec.from_record(record["spec"])
+    for spec, record in measured_details(path):
         steps = record.get("block_steps") or 0
         run.specs[spec.key] = spec
         run.samples[spec.key] = {"latency_s": list(record.get("latency_s") or record.get("times_s") or []),

@@ -15,8 +15,8 @@ from harness.store.schema import RESULTS_ROOT as RESULTS
 from harness.options import OptionError
 from harness.options import report as report_option_error
 from harness.report.load import load_results, result_files, variant_order
-from harness.bench.spec import BenchSpec
 from harness.store.csvfile import read_rows
+from harness.store.run_store import measured_details
 from harness.store.schema import row_key
 
 
@@ -25,17 +25,10 @@ def raw_samples(paths=None) -> dict[tuple, dict[str, list[float]]]:
     keyed by ``tables.sample_key``; rows without a details line have none."""
     samples = {}
     for csv_path in result_files(paths):
-        details = csv_path.parent / "details.jsonl"
         by_key = {}
-        for line in details.read_text().splitlines() if details.is_file() else ():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line
-            if record.get("error"):
-                continue
+        for spec, record in measured_details(csv_path.parent):
             steps = record.get("block_steps") or 0
-            by_key[BenchSpec.from_record(record["spec"]).key] = {
+            by_key[spec.key] = {
                 "latency_s": record.get("latency_s") or record.get("times_s") or [],
                 "step_s": [block / steps for block in record.get("block_s") or []] if steps else []}
         for row in read_rows(csv_path).rows:

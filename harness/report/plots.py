@@ -21,7 +21,7 @@ def colours(variants: list[str]) -> dict[str, tuple]:
     return {name: palette(i % 10) for i, name in enumerate(variants)}
 
 
-def _save(fig, stem: Path) -> list[Path]:
+def save_figure(fig, stem: Path) -> list[Path]:
     paths = []
     for suffix, options in SAVE.items():
         path = stem.with_suffix(suffix)
@@ -78,7 +78,7 @@ def scaling_figure(rows: pd.DataFrame, colour: dict, title: str, stem: Path) -> 
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", title="variant")
     fig.suptitle(title)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def comparison_figure(table: pd.DataFrame, colour: dict, title: str, stem: Path) -> list[Path]:
@@ -106,4 +106,4 @@ def comparison_figure(table: pd.DataFrame, colour: dict, title: str, stem: Path)
         ax.set_yticklabels([])
     shapes = ", ".join(f"{s} b{b}" for s, b in table[["input_shape", "batch"]].drop_duplicates().itertuples(index=False))
     fig.suptitle(f"{title}: at {shapes}")
-    return _save(fig, stem)
+    return save_figure(fig, stem)

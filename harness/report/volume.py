@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.report.plots import SAVE, colours  # noqa: E402
+from harness.report.plots import colours, save_figure  # noqa: E402
 from harness.store.schema import SOURCE_LABELS  # noqa: E402
 
 VOLUME_MODE = "volume"
@@ -105,15 +105,6 @@ def markdown(volumes: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def _save(fig, stem: Path) -> list[Path]:
-    paths = []
-    for suffix, options in SAVE.items():
-        path = stem.with_suffix(suffix)
-        fig.savefig(path, bbox_inches="tight", **options)
-        paths.append(path)
-    plt.close(fig)
-    return paths
-
 
 def sw_batch_figure(rows: pd.DataFrame, colour: dict, title: str, stem: Path) -> list[Path]:
     """Seconds per volume against sw_batch_size, one line per variant and windowing."""
@@ -136,7 +127,7 @@ def sw_batch_figure(rows: pd.DataFrame, colour: dict, title: str, stem: Path) ->
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     ax.set_title(title + ("\n(a star marks the sw batch --sw-batch auto chose)" if rows["best"].any() else ""))
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def _slug(text: str) -> str:
