@@ -1,15 +1,35 @@
 """Option checks shared by every entry point: each refuses a bad value before any model is built, with
-one paragraph naming the problem and the way out. CLIs turn an ``OptionError`` into exit status 2."""
+one paragraph naming the problem and the way out. CLIs turn an ``OptionError`` into exit status 2.
+
+The one exit contract of every command (GUIDE.md convention 16; docs/options.md):
+0 nothing wrong found; 1 a finding (a failed measurement, slower, a regression, changed work, a
+configuration lost); 2 the input is wrong (an option, a path, a missing, damaged or mis-columned file, an
+output that cannot be written): one paragraph, no traceback, nothing written; 3 nothing to judge;
+4 an unexpected error (a one-line summary, the traceback saved to a log file): never a finding."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+EXIT_OK = 0
+EXIT_FINDING = 1
 EXIT_USAGE = 2
+EXIT_NOTHING = 3
+EXIT_UNEXPECTED = 4
+
+EXIT_CODES_HELP = ("exit status: 0 nothing wrong found; 1 a finding (failed measurement, slower, regression, "
+                   "changed work, a configuration lost); 2 wrong input (option, path or damaged file; nothing "
+                   "written); 3 nothing to judge; 4 unexpected error (traceback saved to a log file)")
 
 
 class OptionError(ValueError):
     """A bad option; its text is the whole message shown to the user."""
+
+
+class InputFileError(OptionError):
+    """A file the user handed in (a run's results.csv, details.jsonl, environment.json, a JSON baseline) is
+    missing, unreadable, damaged or of the wrong format; its text names the file, what is wrong and a way out.
+    Exit status 2, like every bad option."""
 
 
 def report(error: Exception) -> int:
