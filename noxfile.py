@@ -1,4 +1,5 @@
-"""The front door. ``nox -l`` lists the sessions; arguments after ``--`` go to the tool underneath.
+"""The front door. ``nox -l`` lists the sessions; arguments after ``--`` go to the tool underneath, which is
+always ``python -m harness <command>`` (the same commands run without nox; docs/options.md).
 
 Torch: a fresh session venv gets ``torch==2.13.0`` (override with HARNESS_TORCH, e.g.
 ``HARNESS_TORCH="torch==2.11.0"``). On a machine whose Python already has the torch you want (a GPU
@@ -37,6 +38,8 @@ OLDEST_SUITES = tuple(str(p) for p in sorted(Path("suites").glob("test_*.py")) i
 # Installed without their declared dependencies: dynamic-network-architectures declares timm, and so
 # torchvision and another torch, which its UNets never import.
 NO_DEPS = {"dynamic-network-architectures"}
+# All that `python -m harness report` and `compare` import: no torch, no monai (which would pull a torch).
+TORCH_FREE = ("pandas", "matplotlib", "tabulate", "jinja2", "scipy")
 
 
 def _requirements(*extras: str) -> list[str]:
@@ -61,6 +64,20 @@ def _pip_install(session: nox.Session, requirements: list[str], *options: str) -
         if group:
             session.run("python", "-m", "pip", "install", "--disable-pip-version-check", *options, *extra, *group,
                         silent=False)
+
+
+def install_torch_free(session: nox.Session) -> None:
+    """What report and compare use, with pyproject.toml's floors: a session venv without torch, in seconds. The
+    package itself is the checkout the session runs in (``python -m harness`` imports it from there)."""
+    pinned = {_name(r): r for r in PYPROJECT["project"]["dependencies"]}
+    reqs = [pinned.get(name, name) for name in TORCH_FREE]
+    if isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
+        missing = [r for r in reqs if importlib.util.find_spec(_name(r)) is None]
+        if missing:
+            session.log(f"installing into the current environment: {' '.join(missing)}")
+            _pip_install(session, missing)
+        return
+    _pip_install(session, reqs)
 
 
 def install(session: nox.Session, *extras: str, torch: bool = True) -> None:
@@ -126,8 +143,8 @@ def tests_with(session: nox.Session, deps: str, suites: tuple[str, ...] = ("suit
         env = {"PYTHONPATH": checkout}
         session.run("python", "-m", "harness", "bench", "--profile", "smoke", "--warmup", "1", "--models", "unet[23]d",
                     "--runs-root", "runs", "--run-id", "smoke", env=env)
-        session.run("python", "-m", "harness.evidence.claims", env=env)
-        session.run("python", "-m", "harness.report", "runs/smoke", "--out", "report", env=env)
+        session.run("python", "-m", "harness", "claims", env=env)
+        session.run("python", "-m", "harness", "report", "runs/smoke", "--out", "report", env=env)
 
 
 @nox.session
@@ -147,35 +164,35 @@ def tests_gpu_image(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Measure speed, peak memory and MACs of every variant (cpu profile, or paper on a GPU), then report."""
     args = list(session.posargs)
-    # --launcher local|slurm|submitit-local: the sweep in shards (python -m harness.launch), merged into one run.
+    # --launcher local|slurm|submitit-local: the sweep in shards (python -m harness launch), merged into one run.
     launcher = next((a.split("=", 1)[1] if "=" in a else args[i + 1] for i, a in enumerate(args)
                      if a.split("=")[0] == "--launcher" and ("=" in a or i + 1 < len(args))), None)
     install(session, "test", "peers", "unetpp", *(["cluster"] if launcher in ("slurm", "submitit-local") else []))
     if "--validate" in args:
         args.remove("--validate")
-        session.run("python", "-m", "harness.evidence.validate", *args)
+        session.run("python", "-m", "harness", "validate", *args)
         return
     if launcher:
-        session.run("python", "-m", "harness.launch", *args)
+        session.run("python", "-m", "harness", "launch", *args)
     else:
         session.run("python", "-m", "harness", "bench", "--benchmark-sort", "name", "--benchmark-columns",
                     "median,iqr,rounds", *args)
-    session.run("python", "-m", "harness.evidence.claims")
-    session.run("python", "-m", "harness.report")
+    session.run("python", "-m", "harness", "claims")
+    session.run("python", "-m", "harness", "report")
 
 
 @nox.session
 def report(session: nox.Session) -> None:
-    """Rebuild results/report/ (tables, plots, reproduction report) from the committed runs."""
-    install(session, torch=False)
-    session.run("python", "-m", "harness.report", *session.posargs)
+    """Rebuild results/report/ (tables, plots, reproduction report) from the committed runs (no torch installed)."""
+    install_torch_free(session)
+    session.run("python", "-m", "harness", "report", *session.posargs)
 
 
 @nox.session
 def regress(session: nox.Session) -> None:
     """Compare this tree with a git ref (--against REF) or the committed baseline; non-zero on regression."""
     install(session, "test")
-    session.run("python", "-m", "harness.evidence.regress", *session.posargs)
+    session.run("python", "-m", "harness", "regress", *session.posargs)
 
 
 @nox.session
@@ -216,7 +233,7 @@ def cluster(session: nox.Session) -> None:
     env = {**os.environ, "SLURM_CONF": str(cluster_dir / "slurm.conf")}
     if not passthrough:
         env = {**env, "VIRTUAL_ENV": str(Path(session.bin).parent), "PATH": session.bin + os.pathsep + env["PATH"]}
-    launch = [python, "-m", "harness.launch", "--runs-root", str(runs)]
+    launch = [python, "-m", "harness", "launch", "--runs-root", str(runs)]
     started = time.monotonic()
 
     def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -339,5 +356,5 @@ def cluster(session: nox.Session) -> None:
 @nox.session
 def compare(session: nox.Session) -> None:
     """Compare two runs (-- BASE NEW: run folders or ids): ratios with 95% intervals, verdicts; non-zero when slower."""
-    install(session, torch=False)  # reads the runs' files only (harness.evidence.compare needs no torch)
-    session.run("python", "-m", "harness.evidence.compare", *session.posargs)
+    install_torch_free(session)  # reads the runs' files only: no torch installed
+    session.run("python", "-m", "harness", "compare", *session.posargs)

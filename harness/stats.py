@@ -1,23 +1,30 @@
-"""The statistics of ``regress`` and ``compare``, in one place: medians with bootstrap intervals from raw
-samples, ratios of medians with bootstrap intervals, the Mann-Whitney U rank test, and the verdict rules.
-Every verdict carries the statement of the rule that produced it.
+"""The statistics of ``regress``, ``compare`` and the report, in one place: medians with bootstrap intervals
+from raw samples, ratios of medians with bootstrap intervals, the Mann-Whitney U rank test, between-process
+noise, and the verdict rules. Every verdict carries the statement of the rule that produced it.
 
-Pure Python (no torch, no scipy), deterministic: every bootstrap draws from ``random.Random(seed)``.
+No torch. The bootstrap is ``scipy.stats.bootstrap`` (percentile method) and the rank test
+``scipy.stats.mannwhitneyu``; what is left here is what scipy does not do (one-value samples, the
+all-tied rank test, the smallest p-value a sample size allows, the rules). scipy is imported on first use
+(``import harness.stats`` stays cheap). Deterministic: every bootstrap draws from
+``numpy.random.default_rng(seed)``.
 
 - A *change* is a ratio treatment/control (NEW/BASE, new/old) of medians of times, with its interval:
   above 1 is slower.
 - ``ReplicateRule`` (``regress``): a minimum effect, an interval above 1, and the effect in every
   replicate (fresh pair of processes).
-- ``ThresholdRule`` (``compare``): the interval wholly beyond a noise threshold and, where the sample
-  sizes let the exact test reach its level, a Mann-Whitney U test agreeing.
+- ``ProcessRule`` (``compare``): the process is the unit of noise. Per side, the geometric mean of the
+  processes' medians; the interval of the ratio from the spread of process medians pooled across the
+  configurations compared (``between processes``), or, where neither side has more than one process,
+  from the device kind's recorded noise floor (``noise floor``); changed only when that interval
+  excludes 1 and the ratio is beyond the threshold.
+- ``ThresholdRule``: the interval of one process's samples wholly beyond a threshold and a rank test
+  agreeing. It cannot see run-to-run variation (docs/compare.md); compare no longer uses it.
 """
 from __future__ import annotations
 
 import math
-import random
 import statistics
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Sequence
 
 LEVEL = 0.95  # the intervals' confidence level
@@ -50,21 +57,58 @@ def percentile_interval(estimates: Sequence[float], level: float = LEVEL) -> Int
     return Interval(ordered[round(tail * len(ordered))], ordered[round((1 - tail) * len(ordered)) - 1], level)
 
 
+def _scipy_stats():
+    """scipy.stats, imported on first use (it takes a moment; most commands that import this module never
+    need it)."""
+    import scipy.stats
+
+    return scipy.stats
+
+
+def _bootstrap(data: tuple, statistic, draws: int, seed: int, level: float) -> Interval:
+    import numpy as np
+
+    result = _scipy_stats().bootstrap(data, statistic, n_resamples=draws, vectorized=True, paired=False,
+                                      confidence_level=level, method="percentile",
+                                      random_state=np.random.default_rng(seed))
+    interval = result.confidence_interval
+    return Interval(float(interval.low), float(interval.high), level)
+
+
 def median_interval(values: Sequence[float], draws: int = DRAWS, seed: int = 0, level: float = LEVEL) -> Interval:
-    """Bootstrap interval of the median of ``values``: resample them ``draws`` times."""
-    rng = random.Random(seed)
-    values = list(values)
-    return percentile_interval([_median(rng.choices(values, k=len(values))) for _ in range(draws)], level)
+    """Bootstrap interval of the median of ``values`` (``scipy.stats.bootstrap``, percentile method,
+    ``draws`` resamples). One value: that value (scipy's bootstrap needs at least two)."""
+    import numpy as np
+
+    values = [float(v) for v in values]
+    if len(values) < 2:
+        if not values:
+            raise ValueError("the median of no values")
+        return Interval(values[0], values[0], level)
+    return _bootstrap((values,), lambda x, axis: np.median(x, axis=axis), draws, seed, level)
 
 
 def ratio_interval(control: Sequence[float], treatment: Sequence[float], draws: int = DRAWS, seed: int = 0,
                    level: float = LEVEL) -> Interval:
-    """Bootstrap interval of median(treatment) / median(control), each side resampled on its own."""
-    rng = random.Random(seed)
-    control, treatment = list(control), list(treatment)
-    n_c, n_t = len(control), len(treatment)
-    ratios = [_median(rng.choices(treatment, k=n_t)) / _median(rng.choices(control, k=n_c)) for _ in range(draws)]
-    return percentile_interval(ratios, level)
+    """Bootstrap interval of median(treatment) / median(control), each side resampled on its own
+    (``scipy.stats.bootstrap`` with two unpaired samples, percentile method). A side of one value is held
+    fixed (scipy's bootstrap needs at least two a side): the interval is then the other side's."""
+    import numpy as np
+
+    control, treatment = [float(v) for v in control], [float(v) for v in treatment]
+    if not control or not treatment:
+        raise ValueError("a ratio of medians needs at least one value on each side")
+    if len(control) < 2 and len(treatment) < 2:
+        ratio = treatment[0] / control[0]
+        return Interval(ratio, ratio, level)
+    if len(control) < 2:
+        t = median_interval(treatment, draws, seed, level)
+        return Interval(t.low / control[0], t.high / control[0], level)
+    if len(treatment) < 2:
+        c = median_interval(control, draws, seed, level)
+        return Interval(treatment[0] / c.high, treatment[0] / c.low, level)
+    return _bootstrap((control, treatment),
+                      lambda c, t, axis: np.median(t, axis=axis) / np.median(c, axis=axis), draws, seed, level)
 
 
 # --- the rank test ---------------------------------------------------------------------------------
@@ -92,59 +136,35 @@ class RankTest:
 EXACT_MAX_PAIRS = 400  # the exact distribution up to n_control * n_treatment pairs (20 x 20); normal beyond
 
 
-@lru_cache(maxsize=None)
-def _u_counts(m: int, n: int) -> tuple[int, ...]:
-    """How many of the C(m+n, m) orderings of m + n distinct values give each U = 0 .. m*n (U counts the
-    pairs in which one of the m values is larger than one of the n)."""
-    if m == 0 or n == 0:
-        return (1,)
-    # The largest value belongs to the m side (it beats all n values) or to the n side (it beats none).
-    with_m, with_n = _u_counts(m - 1, n), _u_counts(m, n - 1)
-    return tuple((with_m[u - n] if 0 <= u - n < len(with_m) else 0) + (with_n[u] if u < len(with_n) else 0)
-                 for u in range(m * n + 1))
-
-
 def smallest_p(n_control: int, n_treatment: int) -> float:
-    """The smallest two-sided p-value the exact test can give: the two samples wholly apart."""
+    """The smallest two-sided p-value the exact test can give: the two samples wholly apart. (Arithmetic,
+    not in scipy: whether a sample size can reach a level at all.)"""
     if not n_control or not n_treatment:
         return 1.0
     return min(1.0, 2 / math.comb(n_control + n_treatment, n_control))
 
 
 def mann_whitney_u(control: Sequence[float], treatment: Sequence[float], method: str = "auto") -> RankTest:
-    """Two-sided Mann-Whitney U test: ``auto`` is exact where no value occurs on both sides and there are
-    at most ``EXACT_MAX_PAIRS`` pairs, else the normal approximation (tie-corrected variance, continuity
-    correction); ``exact`` or ``normal`` forces one. The values agree with scipy's
-    ``mannwhitneyu(treatment, control, method="exact" / "asymptotic")``."""
+    """Two-sided Mann-Whitney U test, ``scipy.stats.mannwhitneyu(treatment, control)``: ``auto`` is exact
+    where no value occurs on both sides and there are at most ``EXACT_MAX_PAIRS`` pairs, else the normal
+    approximation (scipy's ``asymptotic``: tie-corrected variance, continuity correction); ``exact`` or
+    ``normal`` forces one. The choice is ours, not scipy's ``auto`` (which goes normal from 8 a side): a tie
+    within one side leaves U and its exact distribution as they are, only one across the sides does not."""
     if method not in ("auto", "exact", "normal"):
         raise ValueError(f"method is auto, exact or normal, not {method!r}")
     m, n = len(treatment), len(control)
     if not m or not n:
         raise ValueError("the rank test needs at least one value on each side")
-    pooled = sorted([(v, 0) for v in control] + [(v, 1) for v in treatment])
-    ranks, tie_sizes, i = [0.0] * len(pooled), [], 0
-    while i < len(pooled):  # average ranks over ties
-        j = i
-        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[k] = (i + j) / 2 + 1
-        tie_sizes.append(j - i + 1)
-        i = j + 1
-    u = sum(rank for rank, (_, side) in zip(ranks, pooled) if side == 1) - m * (m + 1) / 2
-    far = max(u, m * n - u)  # the more extreme tail; the distribution is symmetric
-    # A tie within one side leaves U as it is (no pair across the sides is tied); one across the sides does not.
-    across = set(control) & set(treatment)
-    if method == "exact" or (method == "auto" and not across and m * n <= EXACT_MAX_PAIRS):
-        counts = _u_counts(m, n)
-        p = 2 * sum(counts[math.ceil(far):]) / math.comb(m + n, m)
-        return RankTest(u, min(1.0, p), "exact", n, m)
-    total = m + n
-    variance = m * n / 12 * ((total + 1) - sum(t ** 3 - t for t in tie_sizes) / (total * (total - 1)))
-    if variance <= 0:  # every value the same
-        return RankTest(u, 1.0, "normal", n, m)
-    z = (far - m * n / 2 - 0.5) / math.sqrt(variance)
-    return RankTest(u, min(1.0, math.erfc(z / math.sqrt(2))), "normal", n, m)
+    if method == "auto":
+        method = "exact" if not set(control) & set(treatment) and m * n <= EXACT_MAX_PAIRS else "normal"
+    if len(set(control) | set(treatment)) == 1:
+        # Every value the same: no ranking at all, so p = 1 (scipy's normal approximation divides by a zero
+        # variance here and returns NaN).
+        return RankTest(m * n / 2, 1.0, method, n, m)
+    result = _scipy_stats().mannwhitneyu([float(v) for v in treatment], [float(v) for v in control],
+                                         alternative="two-sided", use_continuity=True,
+                                         method="exact" if method == "exact" else "asymptotic")
+    return RankTest(float(result.statistic), min(1.0, float(result.pvalue)), method, n, m)
 
 
 # --- changes and verdicts --------------------------------------------------------------------------
@@ -285,3 +305,110 @@ class ThresholdRule:
         if not beyond:
             detail = f"interval within the threshold; {detail}"
         return Outcome(median_c, median_t, change, Verdict(outcome, self.statement(), detail), rank, n_c, n_t)
+
+
+# --- between processes (compare) -------------------------------------------------------------------
+
+# The noise floor of one process, by device kind: the standard deviation of log(a process's median time)
+# between fresh processes of the same tree on the same machine. Used only where neither run holds more
+# than one process, so there is no between-process spread to measure. CPU: the committed single-process
+# cpu runs made hours apart on the 2-core machines differ by 6.6% a process (3.5-3.9% minutes apart, 10%
+# a day apart; docs/compare.md). CUDA: not measured yet, so the CPU value (wider intervals, no false alarms).
+NOISE_FLOOR = {"cpu": 0.06, "cuda": 0.06}
+PROCESS_LEVEL = 0.998  # compare: p < 0.002 as asv; many configurations and two measures are judged at once
+BETWEEN, FLOOR = "between processes", "noise floor"
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The spread of process medians on the log scale: ``sd`` pooled over configurations and sides with
+    ``df`` degrees of freedom (``source`` BETWEEN), or the device kind's floor taken as known (``df`` 0,
+    ``source`` FLOOR)."""
+    sd: float
+    df: int
+    source: str
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """The pooled standard deviation of log values about each group's own mean, and its degrees of
+    freedom (the sum of each group's size less one); (0.0, 0) where no group has two values. A group is
+    one configuration's process medians on one side. (The one-way ANOVA's within-group variance: scipy has
+    the test, not this estimate.)"""
+    squares, df = 0.0, 0
+    for values in groups:
+        logs = [math.log(v) for v in values]
+        if len(logs) >= 2:
+            mean = sum(logs) / len(logs)
+            squares += sum((x - mean) ** 2 for x in logs)
+            df += len(logs) - 1
+    return (math.sqrt(squares / df), df) if df else (0.0, 0)
+
+
+def process_medians(processes: Sequence[Sequence[float]]) -> list[float]:
+    """Each process's median; processes without samples left out."""
+    return [_median(samples) for samples in processes if samples]
+
+
+@dataclass(frozen=True)
+class ProcessRule:
+    """``compare``: raw samples of two runs, grouped by process (times; larger is slower)."""
+    threshold: float = 0.05
+    level: float = PROCESS_LEVEL
+    draws: int = DRAWS
+
+    def statement(self, source: str = BETWEEN) -> str:
+        up, down = 1 + self.threshold, 1 / (1 + self.threshold)
+        how = ("a t-interval on the log ratio whose spread is that of the processes' medians about their "
+               "configuration's mean, pooled over every configuration compared and both runs (between processes)"
+               if source == BETWEEN else
+               "a normal interval on the log ratio whose spread is the device kind's noise floor of one "
+               f"process's median ({', '.join(f'{k} {v:.1%}' for k, v in NOISE_FLOOR.items())}) on each side "
+               "(noise floor: neither run has more than one process)")
+        return (f"slower when the {100 * self.level:.3g}% interval of the ratio NEW/BASE of times (each side: the "
+                f"geometric mean of its processes' medians) lies wholly above 1 and the ratio is at least {up:.3g}; "
+                f"faster when the interval lies wholly below 1 and the ratio is at most {down:.3g}; unchanged "
+                f"otherwise; not judged with fewer than {MIN_SAMPLES} samples on a side. The interval: {how}")
+
+    def noise(self, groups: Sequence[Sequence[float]], device: str = "cpu") -> Noise:
+        """BETWEEN from the groups of process medians where some group has two; else FLOOR for ``device``."""
+        sd, df = pooled_sd(groups)
+        if df:
+            return Noise(sd, df, BETWEEN)
+        return Noise(NOISE_FLOOR.get(device, max(NOISE_FLOOR.values())), 0, FLOOR)
+
+    def judge(self, control: Sequence[Sequence[float]], treatment: Sequence[Sequence[float]], noise: Noise) -> Outcome:
+        """``control`` and ``treatment``: one list of samples per process."""
+        n_c, n_t = sum(map(len, control)), sum(map(len, treatment))
+        base, new = process_medians(control), process_medians(treatment)
+        k_c, k_t = len(base), len(new)
+        mean_c = math.exp(sum(map(math.log, base)) / k_c) if base else None
+        mean_t = math.exp(sum(map(math.log, new)) / k_t) if new else None
+        if n_c < MIN_SAMPLES or n_t < MIN_SAMPLES:
+            verdict = Verdict("not judged", self.statement(noise.source), f"{n_c} vs {n_t} samples")
+            return Outcome(mean_c, mean_t, None, verdict, None, n_c, n_t)
+        log_ratio = math.log(mean_t / mean_c)
+        stats = _scipy_stats()
+        tail = (1 + self.level) / 2
+        if noise.source == BETWEEN:
+            spread = noise.sd * math.sqrt(1 / k_c + 1 / k_t)
+            quantile = float(stats.t.ppf(tail, noise.df))
+            detail = (f"{noise.source}: {k_c} vs {k_t} processes, pooled sd {noise.sd:.2%} of a process median "
+                      f"({noise.df} df), t = {quantile:.3g}")
+        else:
+            # The floor is the spread of whole processes' medians, within-process sampling included: nothing
+            # is added for the samples (a bootstrap of 5 samples would mostly add its own coarseness).
+            quantile = float(stats.norm.ppf(tail))
+            spread = noise.sd * math.sqrt(1 / k_c + 1 / k_t)
+            detail = f"{noise.source}: {k_c} vs {k_t} processes, floor {noise.sd:.2%} a process, z = {quantile:.3g}"
+        change = Change(mean_t / mean_c, Interval(math.exp(log_ratio - quantile * spread),
+                                                  math.exp(log_ratio + quantile * spread), self.level))
+        up, down = 1 + self.threshold, 1 / (1 + self.threshold)
+        if change.interval.low > 1 and change.ratio >= up:
+            outcome = "slower"
+        elif change.interval.high < 1 and change.ratio <= down:
+            outcome = "faster"
+        else:
+            outcome = "unchanged"
+            if change.interval.low > 1 or change.interval.high < 1:
+                detail += f"; interval excludes 1 but the ratio is within the {self.threshold:.0%} threshold"
+        return Outcome(mean_c, mean_t, change, Verdict(outcome, self.statement(noise.source), detail), None, n_c, n_t)

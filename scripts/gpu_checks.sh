@@ -34,7 +34,8 @@ step() {
 # passes the 12 minutes: two peers (--profile memory: monai-basicunet and nnunet-plain at 32-128³, batch 1-4,
 # fp32 and bf16, 80 configurations), the article's MEMORY_MODELS (default unet3d) in bf16 eager at the paper
 # points (12 configurations), and --find-max-batch at 128³ in training for unet3d-resnet50, monai-basicunet and
-# nnunet-plain (--profile memory-max, fp32 and bf16, 6 configurations). Needs monai and
+# nnunet-plain (--profile memory-max, fp32 and bf16, 6 configurations; each row also carries predicted_max_batch,
+# the memory model's largest batch beside the measured steady-state one, issue 25). Needs monai and
 # dynamic-network-architectures (carry them as wheels). NOT YET RUN ON A GPU: its time on an H200 is unmeasured.
 # Afterwards: commit the runs, refit harness.bench.memory_model.WORKSPACE_FACTORS (fit_workspace_factors, with the
 # new rows added to harness/bench/data/), and report the predictor on them.

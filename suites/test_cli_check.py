@@ -87,6 +87,9 @@ def test_check_answers_degenerate_values_in_one_paragraph(model, items, code, wo
     ["check", "unet3d", "--input", "1,1,32,32,32", "--set", "=3"], ["check", "nope", "--input", "1,1,32,32,32"],
     ["check", "resnet50-3d", "--input", "1,1,32,32,32", "--set", "in_channels=3"],
     ["check", "unet3d", "--input", "", "--set", "base_c=0"], ["check", "unet3d", "--input", "1,0,32,32,32"],
+    ["check", "unet3d", "--input", "1,1,32,32,32", "--device", "tpu"], ["check", "unet3d", "--input", "1,1,32,32,32",
+                                                                         "--mode", "training"],
+    ["check", "unet3d"], ["check", "unet3d", "--input", "1,1,32,32,32", "--bogus"],
 ])
 def test_unparseable_or_unknown_values_exit_2_in_one_paragraph(argv, capsys):
     code, out, err = _run(argv, capsys)

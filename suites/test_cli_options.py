@@ -19,13 +19,13 @@ CASES = [
     ("bench-threads-zero", BENCH + ["--threads", "0"], ["--threads must be an integer of at least 1"]),
     ("bench-find-max-batch-cpu", BENCH + ["--device", "cpu", "--find-max-batch"], ["--find-max-batch needs --device cuda"]),
     ("bench-two-run-names", BENCH + ["--run-id", "a", "--resume", "b"], ["name two runs"]),
-    ("validate-pairs-zero", [sys.executable, "-m", "harness.evidence.validate", "--device", "cpu", "--pairs", "0"],
+    ("validate-pairs-zero", [sys.executable, "-m", "harness", "validate", "--device", "cpu", "--pairs", "0"],
      ["--pairs must be an integer of at least 1"]),
-    ("regress-models-nosuch", [sys.executable, "-m", "harness.evidence.regress", "--deterministic-only", "--models", "x*"],
+    ("regress-models-nosuch", [sys.executable, "-m", "harness", "regress", "--deterministic-only", "--models", "x*"],
      ["'x*' matches no variant"]),
-    ("regress-blocks-zero", [sys.executable, "-m", "harness.evidence.regress", "--blocks", "0"], ["--blocks must be"]),
-    ("regress-modes-unknown", [sys.executable, "-m", "harness.evidence.regress", "--modes", "infer"], ["--modes takes"]),
-    ("report-missing-run", [sys.executable, "-m", "harness.report", "/nonexistent/run"], ["no results.csv"]),
+    ("regress-blocks-zero", [sys.executable, "-m", "harness", "regress", "--blocks", "0"], ["--blocks must be"]),
+    ("regress-modes-unknown", [sys.executable, "-m", "harness", "regress", "--modes", "infer"], ["--modes takes"]),
+    ("report-missing-run", [sys.executable, "-m", "harness", "report", "/nonexistent/run"], ["/nonexistent/run", "Way out"]),
     ("show-unknown-model", [sys.executable, "-m", "harness", "show", "nosuch"], ["unknown model 'nosuch'"]),
     ("bench-model-no-file", BENCH + ["--model", "/nonexistent/nets.py:build"], ["no such file", "Way out"]),
     ("bench-model-no-function", BENCH + ["--model", "harness.catalog.peers:nosuch"], ["has no 'nosuch'", "Way out"]),
@@ -33,8 +33,12 @@ CASES = [
     ("bench-set-unknown-argument", BENCH + ["--models", "unet3d", "--set", "widthx=3"], ["unknown constructor"]),
     ("bench-exec-mode-cudagraphs-cpu", BENCH + ["--device", "cpu", "--exec-mode", "cudagraphs"],
      ["--exec-mode cudagraphs needs --device cuda"]),
-    ("regress-model-no-module", [sys.executable, "-m", "harness.evidence.regress", "--deterministic-only", "--model", "nosuchmod:f"],
+    ("regress-model-no-module", [sys.executable, "-m", "harness", "regress", "--deterministic-only", "--model", "nosuchmod:f"],
      ["no such module"]),
+    # The module entry points still work, under the same contract.
+    ("module-validate-pairs-zero", [sys.executable, "-m", "harness.evidence.validate", "--device", "cpu", "--pairs", "0"],
+     ["--pairs must be an integer of at least 1"]),
+    ("module-report-missing-run", [sys.executable, "-m", "harness.report", "/nonexistent/run"], ["/nonexistent/run", "Way out"]),
 ]
 try:
     import torch
@@ -44,7 +48,7 @@ except ImportError:  # pragma: no cover
 if not HAS_CUDA:  # on a GPU machine these are valid requests, not errors
     CASES += [
         ("bench-device-cuda", BENCH + ["--device", "cuda"], ["needs a CUDA GPU", "--device cpu"]),
-        ("validate-device-cuda", [sys.executable, "-m", "harness.evidence.validate", "--device", "cuda"], ["needs a CUDA GPU"]),
+        ("validate-device-cuda", [sys.executable, "-m", "harness", "validate", "--device", "cuda"], ["needs a CUDA GPU"]),
     ]
 
 

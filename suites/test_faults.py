@@ -118,8 +118,15 @@ class Faulty(nn.Module):
     def forward(self, x):
         y = self.conv(x)
         fault = os.environ.get("FAULT", "")
-        if x.device.type != "meta" and fault == "raise":
+        real = x.device.type != "meta"
+        if real and fault == "raise":
             raise RuntimeError("the kernel exploded on real tensors")
+        if real and fault == "typeerror":  # not a RuntimeError: once a configuration without a row
+            raise TypeError("unsupported operand on real tensors")
+        if real and fault == "shape":  # the meta probe saw the right shape; real tensors give half the depth
+            return y[:, :, ::2]
+        if fault == "shape-everywhere":  # wrong on the meta device too: the envelope predicts the wrong shape
+            return y[:, :, ::2]
         if fault == "nan":
             return y * float("nan")
         return y
@@ -168,3 +175,87 @@ def test_a_nan_output_is_an_error_row_left_out_of_tables_and_measured_again_on_r
     assert len(rows) == 2 and all(r["error"] == "" and r["warm"] == "True" for r in rows)
     assert load_results([run])["ok"].all()
     assert len((run / "details.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("typeerror", "TypeError: unsupported operand on real tensors"),
+    ("shape", "wrong output shape: the step returned"),
+    ("shape-everywhere", "a segmentation network gives one prediction per voxel"),
+])
+def test_any_failure_and_a_wrong_output_shape_are_error_rows_not_lost_configurations(tmp_path, fault, words):
+    done = _faulty_sweep(tmp_path, fault, "--run-id", fault)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    rows = _rows(tmp_path / "runs" / fault)
+    assert sorted(r["mode"] for r in rows) == ["inference", "train"], output
+    inference = next(r for r in rows if r["mode"] == "inference")
+    assert words in inference["error"] and all(r["error"] for r in rows), [r["error"] for r in rows]
+    assert not inference["warm"] and not any(r["error"].startswith("unsupported") for r in rows)
+    assert "2 failed" in output and "0 measured, 2 failed, 0 refused, 0 unsettled" in output
+
+
+def test_a_raising_measurement_is_an_error_row_but_an_interrupt_still_propagates(monkeypatch):
+    from harness.bench import run
+    from harness.bench.spec import BenchSpec
+
+    spec = BenchSpec("unet2d", (1, 32, 32), 2, "inference", overrides="base_c=2")
+
+    def boom(*_, **__):
+        raise AssertionError("an assert inside a user model")
+    monkeypatch.setattr(run, "prepare", boom)
+    assert run.measure(spec).error == "AssertionError: an assert inside a user model"
+
+    def interrupt(*_, **__):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run, "prepare", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run.measure(spec)
+
+
+def test_a_two_shard_launch_with_a_model_raising_typeerror_does_not_exit_0_and_keeps_error_rows(tmp_path):
+    path = tmp_path / "faulty_nets.py"
+    path.write_text(FAULTY_MODEL)
+    runs = tmp_path / "runs"
+    launch = [sys.executable, "-m", "harness.launch", "--launcher", "local", "--shards", "2", "--sweep", "sw",
+              "--runs-root", str(runs), "--profile", "smoke", "--warmup", "1", "--device", "cpu",
+              "--model", f"{path}:build"]
+    done = subprocess.run(launch, cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "FAULT": "typeerror"})
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "2 configuration(s) failed to measure" in output
+    rows = _rows(runs / "sw")
+    assert sorted(r["mode"] for r in rows) == ["inference", "train"]
+    assert all(r["error"].startswith("TypeError: unsupported operand") for r in rows)
+    manifest = json.loads((runs / "sw" / "launch.json").read_text())
+    assert sorted(tuple(row) for _, row in manifest["planned"]) == sorted(row_key(r) for r in rows)
+
+
+def test_a_sweep_that_measures_nothing_ends_with_nothing_to_judge(tmp_path):
+    """Every configuration refused (base_c=0 builds no network): pytest's exit status 5 (the CLI's 3)."""
+    import pytest as pytest_module
+
+    done = subprocess.run([*SWEEP[:-2], "--models", "unet2d", "--set", "base_c=0", "--runs-root", str(tmp_path / "r"),
+                           "--run-id", "none"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode in (pytest_module.ExitCode.NO_TESTS_COLLECTED, 3), output
+    assert "0 measured, 0 failed, 2 refused, 0 unsettled" in output and "nothing to judge" in output
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--profile", "nonsense"], "--profile 'nonsense' is not one of"),
+    (["--rounds", "abc"], "--rounds must be an integer"),
+    (["--runs-root", "{file}"], "is a file, not a folder"),
+    (["--runs-root", "{file}/below"], "cannot be made"),
+    (["--runs-root", "/proc/harness-nope"], "--runs-root '/proc/harness-nope' cannot be"),
+])
+def test_bad_runner_options_are_one_paragraph_and_exit_2_with_nothing_written(tmp_path, options, words):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    options = [o.replace("{file}", str(a_file)) for o in options]
+    runs_root = [] if "--runs-root" in options else ["--runs-root", str(tmp_path / "runs")]
+    done = subprocess.run([*SWEEP, *runs_root, *options], cwd=REPO, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert words in output and "Way out" in output and "usage:" not in output and "INTERNALERROR" not in output
+    assert "Traceback" not in output and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -20,7 +20,7 @@ from harness.bench import environment
 from harness.evidence import validate
 from harness.envelope import check
 from harness.bench import memory, peak, run, timing, workload
-from harness.bench.spec import BenchSpec
+from harness.bench.spec import BenchSpec, Measurement
 from harness.store.schema import ENV_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,6 +132,76 @@ def test_find_max_batch_lets_other_errors_through(monkeypatch, memory_holds):
     monkeypatch.setattr(run, "prepare", broken)
     with pytest.raises(RuntimeError, match="CUDNN_STATUS_INTERNAL_ERROR"):
         run.find_max_batch(CUDA_SPEC, limit=8)
+
+
+class FakeMomentumWorkload:
+    """A training step whose second call needs more memory than its first (SGD's momentum buffers exist from
+    the end of step 1): step 1 fits up to ``2 * n``, every later step only up to ``n``."""
+
+    def __init__(self, batch, n, tried):
+        self.batch, self.n, self.steps = batch, n, 0
+        tried.append(batch)
+
+    def step(self):
+        self.steps += 1
+        if self.batch > (2 * self.n if self.steps == 1 else self.n):
+            raise torch.OutOfMemoryError(OOM_TEXT)
+        return torch.zeros(1)
+
+
+def test_find_max_batch_judges_the_steady_state_step_not_the_first(monkeypatch, memory_holds):
+    memory_holds(0)
+    tried: list[int] = []
+    monkeypatch.setattr(run, "prepare", lambda config, device=None: FakeMomentumWorkload(config.spec.batch, 6, tried))
+    assert run.find_max_batch(CUDA_SPEC, limit=64) == 6  # the first step alone would say 12
+
+
+def test_a_failing_search_keeps_the_measured_row_with_the_failure_as_its_error():
+    measured = Measurement(CUDA_SPEC, latency_s=(0.01,), block_s=(0.02,), block_steps=2, warmup_steps=1)
+
+    def broken(spec):
+        raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED. This error may appear if you passed in a "
+                           "non-contiguous input.\nsecond line")
+    kept = run.with_max_batch(measured, search=broken, predict=lambda spec: 7)
+    assert kept.error == "find_max_batch failed: RuntimeError: cuDNN error: CUDNN_STATUS_NOT_SUPPORTED. This error " \
+                         "may appear if you passed in a non-contiguous input."
+    assert kept.latency_s == measured.latency_s and kept.step_ms == measured.step_ms  # the numbers stay
+    found = run.with_max_batch(measured, search=lambda spec: 5, predict=lambda spec: 7)
+    assert (found.max_batch, found.predicted_max_batch, found.error) == (5, 7, "")
+
+    def no_prediction(spec):
+        raise NotImplementedError("a user model's op has no fake-tensor kernel")
+    unpredicted = run.with_max_batch(measured, search=lambda spec: 5, predict=no_prediction)
+    assert (unpredicted.max_batch, unpredicted.predicted_max_batch, unpredicted.error) == (5, None, "")
+
+
+@pytest.mark.parametrize("total_mb, expected", [(99.0, None), (100.0, 1), (1000.0, 19), (1049.9, 19), (1050.0, 20),
+                                                (10 ** 7, 4096)])
+def test_the_predicted_largest_batch_is_the_largest_whose_predicted_peak_fits(monkeypatch, total_mb, expected):
+    """Peak = 50 MB of weights and state + 50 MB per sample; a handful of predictions, not one per batch."""
+    monkeypatch.setattr(run, "resolve", lambda spec: SimpleNamespace(spec=spec, refusal=""))
+    asked: list[int] = []
+
+    def peak(spec):
+        asked.append(spec.batch)
+        return 50.0 + 50.0 * spec.batch
+    assert run.predict_max_batch(CUDA_SPEC, total_mb=total_mb, peak_mb=peak) == expected
+    assert len(asked) <= 8
+
+
+def test_the_predicted_largest_batch_stops_where_the_envelope_refuses(monkeypatch):
+    monkeypatch.setattr(run, "resolve", lambda spec: SimpleNamespace(spec=spec, refusal="unsupported: too big" if
+                                                                     spec.batch > 9 else ""))
+    assert run.predict_max_batch(CUDA_SPEC, total_mb=10 ** 6, peak_mb=lambda spec: float(spec.batch)) == 9
+
+
+def test_the_row_carries_both_largest_batches(tmp_path):
+    from harness.store.run_store import RunStore
+
+    m = Measurement(CUDA_SPEC, latency_s=(0.01,), block_s=(0.02,), block_steps=2, warmup_steps=1, max_batch=12,
+                    predicted_max_batch=13)
+    row = RunStore(tmp_path / "run").append(m, {})
+    assert (row["max_batch"], row["predicted_max_batch"]) == (12, 13)
 
 
 # --- timing on CUDA ---------------------------------------------------------------------------------------

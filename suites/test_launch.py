@@ -189,3 +189,50 @@ def test_a_shard_outside_the_sweep_stops_pytest_with_exit_2(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "--shard '3/2' is not a shard" in done.stdout + done.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_planned_configuration_without_a_row_is_a_finding_and_its_shard_runs_again_on_resume(tmp_path, monkeypatch):
+    """A shard that ran to its end (exit 0) but left a planned configuration without a row: the merge names it,
+    the launch exits 1, and the shard counts as unfinished, so --resume runs it again (resuming its own run)."""
+    from harness.launch import sweep as sweep_module
+    from harness.launch.plan import SweepPlan
+
+    written = BenchSpec("unet2d", (1, 32, 32), 2, "inference")
+    lost = BenchSpec("unet2d", (1, 32, 32), 2, "train")
+    plan = SweepPlan("sw", tmp_path, 1, ["-m", "harness", "bench"], {"launcher": "local"},
+                     planned=[[list(s.key), list(s.key)] for s in (written, lost)])
+    plan.save()
+
+    def one_shard_that_loses_a_row(plan, progress=print):
+        _run(plan.shard_folder(0), [])
+        store = RunStore(plan.shard_folder(0))
+        store.append(Measurement(written, latency_s=(0.01,), block_s=(0.01,), block_steps=1, warmup_steps=1), ENV)
+        plan.record(0, 0)
+        return {0: 0}
+
+    monkeypatch.setattr(sweep_module, "run_pending", one_shard_that_loses_a_row)
+    outcome = sweep_module.run_sweep(plan, progress=lambda text: None)
+    assert outcome.merged.missing == (lost.key,) and outcome.unfinished == (0,)
+    assert plan.pending() == [0] and "--resume" in plan.shard_argv(0)
+    reloaded = SweepPlan.load(tmp_path, "sw")
+    assert reloaded.pending() == [0] and reloaded.planned_keys() == [written.key, lost.key]
+    plan.record(0, 0)  # a new attempt clears the mark; the merge after it decides again
+    assert plan.pending() == []
+
+
+def test_cudnn_benchmark_is_part_of_the_key_and_old_rows_without_it_keep_theirs():
+    on = BenchSpec("unet2d", (1, 32, 32), 2, "inference", device="cuda", cudnn_benchmark=True)
+    off = BenchSpec("unet2d", (1, 32, 32), 2, "inference", device="cuda", cudnn_benchmark=False)
+    assert on.key != off.key
+    row = {"model": "unet2d", "overrides": "", "input_shape": "1x32x32", "batch": "2", "mode": "inference",
+           "device": "cuda", "dtype": "fp32", "channels_last": "False", "exec_mode": "eager"}
+    assert row_key(row) == off.key  # a run written before the column: its legacy default, False
+    assert row_key({**row, "cudnn_benchmark": "True"}) == on.key
+
+
+def test_a_shard_with_nothing_to_measure_has_finished():
+    from harness.launch.plan import SweepPlan, describe_exit
+
+    plan = SweepPlan("sw", Path("/nonexistent"), 2, [], {}, status={"0": {"returncode": 5, "attempts": 1},
+                                                                   "1": {"returncode": 3, "attempts": 1}})
+    assert plan.pending() == [1] and "nothing measured" in describe_exit(5)

@@ -57,3 +57,54 @@ def test_report_files_are_written_and_rebuild_byte_for_byte(runs, tmp_path, monk
     markdown = (tmp_path / "one" / "comparison.md").read_text()
     assert "unet3d-trilinear" in markdown and "unet2d" in markdown
     assert "\\toprule" in (tmp_path / "one" / "comparison.tex").read_text()
+
+
+# --- from a committed run: stale files, each run's own commit ------------------------------------------
+
+from pathlib import Path  # noqa: E402
+import shutil  # noqa: E402
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "runs" / "20261126T051742Z-cpu-compare"
+
+
+def test_a_rebuild_deletes_the_files_it_no_longer_makes_and_never_the_users(tmp_path):
+    from harness.report.__main__ import MANIFEST
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "comparison-cpu-a-title-no-longer-made.png").write_bytes(b"stale")  # before manifests: by its name
+    written = build([COMMITTED], out)
+    assert not (out / "comparison-cpu-a-title-no-longer-made.png").exists() and (out / "notes.txt").exists()
+    assert sorted((out / MANIFEST).read_text().split()) == sorted(p.name for p in written)
+    (out / "gone.pdf").write_bytes(b"made by an earlier build")
+    (out / MANIFEST).write_text((out / MANIFEST).read_text() + "gone.pdf\n")
+    (out / "comparison-mine.png").write_bytes(b"the user's, made after the manifest")
+    again = build([COMMITTED], out)
+    assert {p.name for p in again} == {p.name for p in written}
+    assert not (out / "gone.pdf").exists()
+    assert (out / "comparison-mine.png").exists() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_the_footnote_names_each_runs_own_commit(tmp_path):
+    import csv
+    import io
+
+    from harness.report.tables import groups
+
+    runs = []
+    for index, name in enumerate(("one", "two")):
+        folder = tmp_path / name
+        shutil.copytree(COMMITTED, folder)
+        rows = list(csv.DictReader(io.StringIO((folder / "results.csv").read_text(), newline="")))
+        rows = [{**row, "run_id": name, "git_commit": f"{index}" * 40, "finished_at": f"2027-01-0{index + 1}"}
+                for row in rows if (row["model"] in ("unet3d", "unetpp3d")) == (index == 0)]
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        (folder / "results.csv").write_text(buffer.getvalue(), newline="")
+        runs.append(folder)
+    footnotes = [footnote for _, footnote, _ in groups(comparison(load_results(runs)))]
+    assert len(footnotes) == 1
+    assert f"one (commit {'0' * 10})" in footnotes[0] and f"two (commit {'1' * 10})" in footnotes[0]

@@ -146,3 +146,51 @@ def test_a_depthwise_convolution_backward_costs_twice_its_forward_not_groups_tim
     with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}) as step:
         conv(x).sum().backward()
     assert step.get_total_flops() == 3 * forward.get_total_flops()
+
+
+UNSETTLING_PLUGIN = """
+from harness.bench import run, timing
+
+
+def _never_settles(step, warmup, device):
+    step()
+    return timing.WarmUp(2.0, 50, False)
+
+
+run.warm_up = _never_settles
+"""
+
+
+def test_a_sweep_whose_warm_up_never_settles_counts_it_and_exits_1(tmp_path):
+    """An unsettled warm-up must not pass silently: the row is written (warm=False, measured again on resume),
+    the closing summary counts it, and the session exits 1."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from harness.store.csvfile import read_rows
+
+    (tmp_path / "unsettle.py").write_text(UNSETTLING_PLUGIN)
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "harness", "bench", "-q", "-p", "unsettle", "--profile", "smoke",
+                           "--models", "unet2d", "--set", "base_c=2", "--warmup", "1", "--runs-root", str(tmp_path / "r"),
+                           "--run-id", "u"], cwd=repo, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])})
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "0 measured, 0 failed, 0 refused, 2 unsettled" in output and "never settled" in output
+    rows = read_rows(tmp_path / "r" / "u" / "results.csv").rows
+    assert len(rows) == 2 and all(r["warm"] == "False" and r["error"] == "" for r in rows)
+
+
+def test_each_configuration_says_how_long_the_sweep_has_left():
+    from harness.pytest_plugin.session import HarnessSession
+
+    session = HarnessSession.__new__(HarnessSession)
+    session.total, session.started, session.resumed, session.busy_s = 10, 1, 0, 0.0
+    assert session.time_left() == ""  # nothing measured yet: no estimate
+    session.started, session.busy_s = 5, 40.0  # 4 done in 40 s; this one and 5 more to come
+    assert session.time_left() == " (about 1m00s left)"
+    session.resumed = 2  # two were skipped (already in the run): the mean is over the 2 measured
+    assert session.time_left() == " (about 2m00s left)"

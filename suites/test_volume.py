@@ -3,6 +3,7 @@ be, counts windows as MONAI scans them, mirrors as nnU-Net does, its rows carry 
 bad volume options stop before anything runs. Tiny models and volumes: seconds on a 2-core CPU."""
 import csv
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import harness
 from harness.bench.environment import capture
 from harness.bench.profiles import PROFILES, specs
 from harness.bench.run import WorkCache, measure
-from harness.bench.spec import KEY_FIELDS, PATCH_KEY_FIELDS, BenchSpec
+from harness.bench.spec import KEY_FIELDS, PATCH_KEY_FIELDS, BenchSpec, Measurement
 from harness.bench.volume import count_windows, mirrored, search_sw_batch
 from harness.catalog.registry import get_variant
 from harness.store.run_store import RunStore
@@ -197,6 +198,51 @@ def test_the_volume_profile_measures_volumes_no_window_divides():
     assert all(get_variant(s.model).spatial_dims == 3 for s in found)
     smoke = [s for s in specs("smoke", "cpu", ["unet2d", "unet3d", "nnunet-plain"]) if s.mode == "volume"]
     assert len(smoke) == 1 and smoke[0].model == "unet3d"  # the tests session measures one tiny volume
+    assert all(s.blocks >= 3 for s in found)  # stitch_fraction's interval needs paired blocks
+
+
+def _volume_measurement(block_s, forward_s, steps=2) -> Measurement:
+    return Measurement(_volume_spec(), latency_s=(1.0,), block_s=tuple(block_s), block_steps=steps,
+                       forward_s=tuple(forward_s), warmup_steps=1)
+
+
+def test_stitch_fraction_pairs_each_block_with_the_forward_passes_timed_beside_it():
+    # The machine's load doubles between blocks: a volume and its forward passes slow down together, and each
+    # pair still says 0.2.
+    m = _volume_measurement([2.0, 4.0, 8.0], [0.8, 1.6, 3.2])  # per volume: 1, 2, 4 s; forward 0.8, 1.6, 3.2 s
+    assert m.stitch_fractions == pytest.approx((0.2, 0.2, 0.2))
+    assert m.stitch_fraction == pytest.approx(0.2) and m.stitch_interval == pytest.approx((0.2, 0.2))
+    assert m.stitch_resolved is True
+
+
+def test_stitch_fraction_is_unresolved_where_its_interval_spans_zero():
+    m = _volume_measurement([2.0, 2.0, 2.0], [1.02, 0.97, 1.0])  # fractions -0.02, 0.03, 0.0
+    low, high = m.stitch_interval
+    mean = (-0.02 + 0.03 + 0.0) / 3
+    sd = statistics.stdev([-0.02, 0.03, 0.0])
+    assert m.stitch_fraction == pytest.approx(mean)
+    assert (low, high) == pytest.approx((mean - 4.303 * sd / 3 ** 0.5, mean + 4.303 * sd / 3 ** 0.5), rel=1e-3)
+    assert low < 0 < high and m.stitch_resolved is False
+    from harness.pytest_plugin.session import stitch_text
+
+    assert "unresolved" in stitch_text(m)
+    one = _volume_measurement([2.0], [0.5])
+    assert one.stitch_interval is None and one.stitch_resolved is None and "no interval" in stitch_text(one)
+
+
+def test_the_t_quantiles_are_scipys():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    from harness.bench.spec import t_quantile_975
+
+    for df in range(1, 31):
+        assert t_quantile_975(df) == pytest.approx(scipy_stats.t.ppf(0.975, df), abs=6e-4)
+
+
+def test_a_volume_row_carries_the_stitch_interval(tmp_path):
+    m = _volume_measurement([2.0, 2.2, 1.8], [1.5, 1.6, 1.4])
+    row = RunStore(tmp_path / "run").append(m, {})
+    low, high = m.stitch_interval
+    assert (row["stitch_fraction_low"], row["stitch_fraction_high"]) == (round(low, 4), round(high, 4))
 
 
 def test_the_report_shows_the_whole_volume_table_the_plot_and_mlperfs_reference(tmp_path):

@@ -1,8 +1,12 @@
 """Sweep profiles: which configurations a bench run measures.
 
 - ``smoke``: one tiny point per variant and mode; the tests session runs it (each benchmark once).
-- ``cpu``: chosen when no GPU is present; small inputs, every variant, both modes; about 5 minutes
-  of measuring on 2 cores.
+- ``cpu``: chosen when no GPU is present: a first table in about a minute of measuring on 2 idle cores that
+  still shows the article's point: its 3D UNet, the three ResNet-encoder UNets and the 2D UNet, each as the
+  article builds it (no setting changed) at the smallest input all of them train at (16³, batch 2; the 2D
+  UNet at 64², batch 2), inference and training (10 configurations; 3 latency samples and 3 throughput blocks).
+- ``cpu-full``: the former ``cpu`` sweep: every article variant at 16³ and 32³ (2D: 64² and 128²), batch 1 and
+  2, both modes (64 configurations, 5 blocks each); about 5 minutes of measuring on 2 idle cores.
 - ``compare``: one point (32³, batch 2), both modes: the UNet++ comparison on a 2-core CPU.
 - ``paper``: for GPUs; the article's input sizes and larger, several batch sizes, fp32 and bf16.
 
@@ -56,6 +60,7 @@ class Profile:
     cuda_points_3d: tuple[tuple[int, int], ...] | None = None  # points_3d on a GPU, where they differ
     fit_sizes: bool = False  # grow each size to the smallest the variant runs in both modes (smoke)
     also: tuple[str, ...] = ()  # variants measured too when --models is not given (beyond ``sources``)
+    only: tuple[str, ...] = ()  # when set, the variants measured when --models is not given (with your --model)
     volume: VolumePlan | None = None  # whole volumes (mode "volume")
     cuda_volume: VolumePlan | None = None  # the same on a GPU, where it differs
 
@@ -78,9 +83,15 @@ PROFILES = {
                                               "axis shorter than the window (padded), none divided by it"),
                      description="one tiny point per variant and mode (the article's, one UNet++, one MONAI and "
                                  "one nnU-Net network), to exercise the code"),
-    "cpu": Profile("cpu", ((16, 1), (16, 2), (32, 1), (32, 2)), ((64, 1), (64, 2), (128, 1), (128, 2)),
-                   warmup=1, rounds=5, blocks=5,  # 5 blocks: a 95% interval of throughput (compare, report)
-                   description="small inputs for a 2-core machine without GPU"),
+    # The first table (issue 24): 10 configurations, timed on 2 cores in docs/sweeps.md. 16³ at batch 2 is the
+    # smallest input every ResNet-encoder UNet trains at (batch 1 leaves layer4's BatchNorm one value per channel).
+    "cpu": Profile("cpu", ((16, 2),), ((64, 2),), warmup=1, rounds=3, blocks=3,
+                   only=("unet3d", "unet3d-resnet50", "unet3d-resnet101", "unet3d-resnet152", "unet2d"),
+                   description="a first table on a 2-core machine without GPU: the article's 3D UNet, its three "
+                               "ResNet-encoder UNets and its 2D UNet at 16³ (64²), batch 2, both modes"),
+    "cpu-full": Profile("cpu-full", ((16, 1), (16, 2), (32, 1), (32, 2)), ((64, 1), (64, 2), (128, 1), (128, 2)),
+                        warmup=1, rounds=5, blocks=5,  # 5 blocks: a 95% interval of throughput (compare, report)
+                        description="small inputs for a 2-core machine without GPU: every article variant"),
     "compare": Profile("compare", ((32, 2),), ((128, 2),), warmup=1, rounds=2, blocks=1,
                        description="one common point (3D: 32^3, batch 2; the smallest every 3D variant trains at) "
                                    "to compare heavy variants on a 2-core CPU"),
@@ -91,7 +102,8 @@ PROFILES = {
                      cuda_points_3d=((64, 1), (64, 2)),
                      description="the article's 3D variants beside MONAI's and nnU-Net's networks (and yours): "
                                  "32³ on CPU, the article's 64³ on a GPU"),
-    "volume": Profile("volume", (), (), modes=(), warmup=1, rounds=2, blocks=1, sources=("user",),
+    # 3 blocks: stitch_fraction's interval comes from the paired blocks (docs/volume.md).
+    "volume": Profile("volume", (), (), modes=(), warmup=1, rounds=2, blocks=3, sources=("user",),
                       also=("unet3d", "unet3d-resnet50", "monai-basicunet", "nnunet-plain"),
                       volume=VolumePlan(((40, 56, 48),), 32, (1, 4),
                                         origin="chosen for a 2-core CPU (12 windows of 32³ at overlap 0.5, so the "
@@ -161,6 +173,9 @@ def select_models(profile: str, pattern: str | None = None, user_models: tuple[s
         names = list_models(pattern, available=True)
     elif user_models:
         names = []
+    elif PROFILES[profile].only:
+        available = set(list_models("*", available=True))
+        names = [name for name in PROFILES[profile].only if name in available]
     else:
         names = list_models("*", sources=PROFILES[profile].sources, available=True)
         available = set(list_models("*", available=True))
@@ -174,7 +189,7 @@ def patch_roi(chosen: Profile, name: str, channels: int, device: str, overrides:
     plan = chosen.volume_plan(device)
     if plan is not None:
         return plan.roi
-    points = chosen.points(3, device) or PROFILES["cpu"].points(3, device)
+    points = chosen.points(3, device) or PROFILES["cpu-full"].points(3, device)
     size, batch = max(points)
     return smallest_runnable(name, channels, size, batch, 3, overrides) if chosen.fit_sizes else size
 

@@ -1,10 +1,13 @@
 """One spec in, one Measurement out: envelope check, warm-up, latency, throughput, peak memory, work.
 
-Failures are rows: a configuration outside the envelope, out of memory or raising is returned as a
-Measurement with ``error`` set, so a sweep records it and goes on.
+Failures are rows: a configuration outside the envelope, out of memory, raising anything at all (its type
+and first line), returning an output of another shape than the envelope predicts, or a non-finite one, is
+returned as a Measurement with ``error`` set, so a sweep records it and goes on; only KeyboardInterrupt and
+SystemExit (not ``Exception``s) propagate. No configuration is ever lost for want of a row.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from functools import partial
 from typing import Callable
@@ -14,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from harness.bench.counting import WorkCount, count_work
 from harness.bench.configuration import Configuration, resolve
-from harness.bench.spec import VOLUME_MODE, BenchSpec, Measurement
+from harness.bench.spec import VOLUME_MODE, BenchSpec, Measurement, output_problem, sample_problem
 from harness.bench.memory import peak_memory
 from harness.bench.peak import PeakCache
 from harness.bench.timing import block_steps, time_blocks, time_step, warm_up
@@ -22,6 +25,7 @@ from harness.bench.volume import measure_volume
 from harness.bench.workload import prepare
 
 NOT_FINITE = "output not finite: the step's output holds NaN or inf"
+MiB = 1024 * 1024
 
 Timer = Callable[[Callable[[], object], int, int], tuple]  # (step, warmup, rounds) -> raw seconds
 
@@ -68,7 +72,7 @@ class WorkCache:
         if key not in self._flops:
             try:
                 self._flops[key] = step_flops(config), ""
-            except (RuntimeError, NotImplementedError) as failure:  # e.g. shortcut A builds CPU tensors: no meta run
+            except Exception as failure:  # e.g. shortcut A builds CPU tensors: no meta run; counting never fails a row
                 self._flops[key] = None, f"not counted on the meta device: {_first_line(failure)}"
         return self._flops[key]
 
@@ -83,13 +87,18 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
-def measure(spec: BenchSpec, timer: Timer = time_step, work_cache: WorkCache | None = None) -> Measurement:
+def measure(spec: BenchSpec, timer: Timer = time_step, work_cache: WorkCache | None = None,
+            find_max: bool = False) -> Measurement:
     """``timer`` takes the latency samples (the pytest plugin passes pytest-benchmark's pedantic mode).
     The configuration is resolved here, once (variant and verdict), and handed on. A whole volume (mode
-    ``volume``) is measured by ``harness.bench.volume``."""
+    ``volume``) is measured by ``harness.bench.volume``. ``find_max``: also the largest batch that fits (CUDA,
+    ``with_max_batch``), inside the same error-row path."""
     if spec.mode == VOLUME_MODE:
         return measure_volume(spec, timer, work_cache or WorkCache())
-    config = resolve(spec)
+    try:
+        config = resolve(spec)
+    except Exception as failure:  # a user model whose probe or builder raises: an error row all the same
+        return Measurement(spec, error=_first_line(failure))
     row = partial(Measurement, spec, config.variant.source, expected_output_shape=config.verdict.output_shape)
     if config.refusal:
         return row(error=config.refusal)
@@ -105,23 +114,49 @@ def measure(spec: BenchSpec, timer: Timer = time_step, work_cache: WorkCache | N
         work = cache.get(spec, workload)
         flop, flop_error = cache.flops(config)
         peak_tflops = cache.peaks.get(spec.device, spec.precision)
+        output_shape = tuple(output.shape)
         finite = bool(torch.isfinite(output.float()).all())
     except torch.OutOfMemoryError as oom:
         return row(error=f"out of memory: {_first_line(oom)}")
-    except (RuntimeError, ValueError) as failure:
+    except Exception as failure:  # any failure of the step is the row's error; KeyboardInterrupt/SystemExit pass
         return row(error=_first_line(failure))
     finally:
         del workload
         if spec.device == "cuda":
             torch.cuda.empty_cache()
-    # A non-finite output is not a measurement (NaN can take other kernels, and no table should hold it):
-    # the row keeps its numbers for inspection, but as an error row.
+    # A wrong output shape or a non-finite output is not a measurement (NaN can take other kernels, and no table
+    # should hold it): the row keeps its numbers for inspection, but as an error row, decided before it is written.
+    per_voxel = config.variant.record.target == "segmentation"
+    error = (output_problem(output_shape, config.verdict.output_shape, spec.full_input_shape, per_voxel)
+             or sample_problem(latency, blocks)
+             or ("" if finite else NOT_FINITE))
     predicted = _predicted_memory(spec)
-    return row(latency_s=tuple(latency), block_s=tuple(blocks), block_steps=steps, setup_s=warm.setup_s,
-                  warmup_steps=warm.steps, step_flop=flop, peak_tflops=peak_tflops, peak_mem_mb=peak,
-                  peak_reserved_mb=reserved, work=work, output_shape=tuple(output.shape),
-                  error="" if finite else NOT_FINITE,
-                       warmup_settled=warm.settled, flop_error=flop_error, extra={"memory_kind": memory_kind, **predicted})
+    m = row(latency_s=tuple(latency), block_s=tuple(blocks), block_steps=steps, setup_s=warm.setup_s,
+            warmup_steps=warm.steps, step_flop=flop, peak_tflops=peak_tflops, peak_mem_mb=peak,
+            peak_reserved_mb=reserved, work=work, output_shape=output_shape, error=error,
+            warmup_settled=warm.settled, flop_error=flop_error, extra={"memory_kind": memory_kind, **predicted})
+    return with_max_batch(m) if find_max and not m.error else m
+
+
+def with_max_batch(m: Measurement, search=None, predict=None) -> Measurement:
+    """``m`` with the largest batch that fits (``find_max_batch``, measured) and beside it the memory model's
+    (``predict_max_batch``). A failure of the search keeps the row and its numbers, with the failure as its
+    error (a failed measurement: ``--resume`` measures it again); a failure of the prediction leaves
+    ``predicted_max_batch`` empty and never fails the row."""
+    search = search or find_max_batch
+    predict = predict or predict_max_batch
+    try:
+        found = search(m.spec)
+    except Exception as failure:
+        return replace(m, error=f"find_max_batch failed: {_first_line(failure)}")
+    finally:
+        if m.spec.device == "cuda":
+            torch.cuda.empty_cache()
+    try:
+        predicted = predict(m.spec)
+    except Exception as failure:
+        return replace(m, max_batch=found, extra={**m.extra, "predicted_max_batch_error": _first_line(failure)})
+    return replace(m, max_batch=found, predicted_max_batch=predicted)
 
 
 def _predicted_memory(spec: BenchSpec) -> dict:
@@ -139,10 +174,17 @@ def _predicted_memory(spec: BenchSpec) -> dict:
     return {"predicted_peak_mb": done.peak_mb, "predicted_floor_mb": done.floor_mb}
 
 
+# A step is judged in its steady state: SGD's momentum buffers exist only from the end of the first training
+# step, so the first step alone needs less memory than every later one.
+STEADY_STEPS = 2
+
+
 def find_max_batch(spec: BenchSpec, limit: int = 4096) -> int | None:
-    """The largest batch up to ``limit`` whose step fits in GPU memory (doubling, then bisection); ``limit``
-    itself when it fits (no batch above it is ever tried), None when not even batch 1 fits. CUDA only: on
-    the CPU running out of memory ends the process instead of raising."""
+    """The largest batch up to ``limit`` whose steady-state step fits in GPU memory (each tried batch runs
+    ``STEADY_STEPS`` steps, optimizer state included; doubling, then bisection); ``limit`` itself when it fits
+    (no batch above it is ever tried), None when not even batch 1 fits. Out of memory means "does not fit";
+    any other error propagates (``with_max_batch`` makes it the row's error). CUDA only: on the CPU running
+    out of memory ends the process instead of raising."""
     if spec.device != "cuda":
         raise ValueError("--find-max-batch needs a CUDA device: CPU memory exhaustion kills the process "
                          "rather than raising; drop the option on CPU")
@@ -155,7 +197,8 @@ def find_max_batch(spec: BenchSpec, limit: int = 4096) -> int | None:
             return False
         try:
             workload = prepare(trial)
-            workload.step()
+            for _ in range(STEADY_STEPS):
+                workload.step()
             return True
         except torch.OutOfMemoryError:
             return False
@@ -163,13 +206,74 @@ def find_max_batch(spec: BenchSpec, limit: int = 4096) -> int | None:
             workload = None
             torch.cuda.empty_cache()
 
-    if not fits(1):
-        return None
-    low, high = 1, 2  # low fits; high failed, or is past the limit
-    while high <= limit and fits(high):
-        low, high = high, high * 2
-    high = min(high, limit + 1)  # bisect within [low, limit]: limit + 1 stands for "not tried, not allowed"
-    while high - low > 1:
+    return largest(fits, limit)
+
+
+def largest(fits: Callable[[int], bool], limit: int, start: int = 1) -> int | None:
+    """The largest n in [1, limit] with ``fits(n)``, for a ``fits`` that holds up to some n and fails above it;
+    None when ``fits(1)`` fails. Tries ``start`` first (a guess), then steps away from it by 1, 2, 4, ... until
+    the answer is bracketed, then bisects: logarithmic in the distance from the guess; nothing above ``limit``
+    is tried."""
+    start = max(1, min(start, limit))
+    step = 1
+    if fits(start):
+        low = start  # the answer lies at or above start
+        while True:
+            candidate = start + step
+            if candidate > limit:
+                high = limit + 1  # "not tried, not allowed"
+                break
+            if not fits(candidate):
+                high = candidate
+                break
+            low, step = candidate, step * 2
+    else:
+        high = start  # the answer lies below start
+        while True:
+            if high == 1:
+                return None
+            candidate = max(1, start - step)
+            if fits(candidate):
+                low = candidate
+                break
+            high, step = candidate, step * 2
+    while high - low > 1:  # low fits, high does not (or lies past the limit)
         mid = (low + high) // 2
         low, high = (mid, high) if fits(mid) else (low, mid)
     return low
+
+
+def device_memory_mb(device: str) -> float:
+    """The device's total memory (``torch.cuda.get_device_properties``), in MiB as peak_mem_mb."""
+    if device != "cuda":
+        raise ValueError(f"the predicted largest batch is for CUDA rows, not {device}")
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / MiB
+
+
+def predict_max_batch(spec: BenchSpec, total_mb: float | None = None, limit: int = 4096,
+                      peak_mb: Callable[[BenchSpec], float] | None = None) -> int | None:
+    """The largest batch up to ``limit`` whose step the memory model (``harness.bench.memory_model
+    .predict_peak_memory``: the steady-state step, optimizer state included) predicts to fit in ``total_mb``
+    (default: the device's total memory, no margin: the measured search's counterpart); None when not even batch
+    1 does. A batch the envelope refuses does not fit. The first guess extrapolates batches 1 and 2 linearly
+    (activations grow with the batch, the model's weights and state do not), so a search takes a few traces."""
+    if peak_mb is None:
+        from harness.bench.memory_model import predict_peak_memory
+
+        peak_mb = lambda s: predict_peak_memory(s).peak_mb  # noqa: E731
+    total = device_memory_mb(spec.device) if total_mb is None else total_mb
+    known: dict[int, float] = {}
+
+    def predicted(batch: int) -> float:
+        if batch not in known:
+            trial = replace(spec, batch=batch)
+            known[batch] = math.inf if resolve(trial).refusal else peak_mb(trial)
+        return known[batch]
+
+    fits = lambda batch: predicted(batch) <= total  # noqa: E731
+    if not fits(1):
+        return None
+    guess = 1
+    if limit >= 2 and math.isfinite(predicted(2)) and predicted(2) > predicted(1):
+        guess = int((total - predicted(1)) / (predicted(2) - predicted(1))) + 1
+    return largest(fits, limit, start=guess)

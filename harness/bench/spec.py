@@ -5,6 +5,7 @@ measurement keeps every timed sample, and median/IQR/throughput are computed fro
 """
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -25,13 +26,43 @@ def shape_text(shape: Shape) -> str:
 
 
 # The BenchSpec fields that identify a configuration, in key order (the rest say how it was measured).
+# ``cudnn_benchmark`` changes what is measured on CUDA (cuDNN's autotuned kernels, or its heuristics' choice), so it
+# is part of the identity; rows of runs written before it joined take its legacy default, False
+# (``harness.store.schema.LEGACY_DEFAULTS``).
 PATCH_KEY_FIELDS = ("model", "overrides", "input_shape", "batch", "mode", "device", "precision", "channels_last",
-                    "exec_mode")
+                    "exec_mode", "cudnn_benchmark")
 # A whole volume through sliding windows (mode "volume", harness.bench.volume) is also identified by its windows.
 # They extend the key of volume specs only, so every other spec keeps the key it had before they existed.
 VOLUME_KEY_FIELDS = ("roi", "overlap", "blend", "sw_batch_size", "mirror")
 VOLUME_MODE = "volume"
 KEY_FIELDS = PATCH_KEY_FIELDS + VOLUME_KEY_FIELDS
+
+
+def output_problem(output_shape, expected, input_shape=None, per_voxel: bool = False) -> str:
+    """Why an output of ``output_shape`` is not the measurement asked for (empty when it is): a shape other than
+    the envelope's prediction ``expected``; a batch other than the input's (``input_shape``: the whole batch);
+    for a segmentation network (``per_voxel``), spatial sizes other than the input's (one prediction per voxel),
+    which catches a model that is wrong in the same way on the meta device, where its envelope was probed."""
+    if output_shape is None:
+        return ""
+    got = tuple(output_shape)
+    if expected is not None and got != tuple(expected):
+        return (f"wrong output shape: the step returned {shape_text(got)}, the envelope predicts "
+                f"{shape_text(tuple(expected))}")
+    if input_shape is not None and (not got or got[0] != input_shape[0]):
+        return f"wrong output shape: the step returned {shape_text(got)} for a batch of {input_shape[0]}"
+    if input_shape is not None and per_voxel and tuple(got[2:]) != tuple(input_shape[2:]):
+        return (f"wrong output shape: the step returned {shape_text(got)} for an input of {shape_text(tuple(input_shape))}; "
+                f"a segmentation network gives one prediction per voxel")
+    return ""
+
+
+def sample_problem(latency, blocks) -> str:
+    """Why the timing samples are not a measurement (empty when they are): none, or one not positive and finite."""
+    samples = tuple(latency) + tuple(blocks)
+    if not latency or not blocks or not all(t > 0 and math.isfinite(t) for t in samples):
+        return f"timing samples not usable: {len(latency)} latency and {len(blocks)} block sample(s), each must be > 0"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -130,7 +161,8 @@ class Measurement:
     work: WorkCount | None = None
     output_shape: Shape | None = None
     expected_output_shape: Shape | None = None  # the envelope's prediction, which the output must match
-    max_batch: int | None = None
+    max_batch: int | None = None  # --find-max-batch: the largest batch whose steady-state step fits (measured)
+    predicted_max_batch: int | None = None  # beside it: the largest the memory model predicts to fit the device
     error: str = ""
     warmup_settled: bool = True  # CUDA: the step time settled before the warm-up's caps; CPU: always True
     flop_error: str = ""  # why step_flop could not be counted (empty when it was)
@@ -222,12 +254,47 @@ class Measurement:
         return self.volumes_per_s * voxels / 1e6
 
     @property
+    def stitch_fractions(self) -> tuple[float, ...]:
+        """The share of the volume time spent outside the network, one per paired block: 1 - forward / volume,
+        where the block of whole volumes and the windows' own forward passes timed right after it (``forward_s``,
+        at the same sw_batch_size, per volume) are taken together, so a change of the machine's load between
+        blocks moves both sides of a pair. Outside the network: cutting the windows, mirroring's flips, Gaussian
+        weighting, adding into the output and count buffers, padding, cropping."""
+        if self.spec.mode != VOLUME_MODE or not self.block_steps or not self.forward_s:
+            return ()
+        pairs = zip(self.block_s, self.forward_s)
+        return tuple(1 - forward / (block / self.block_steps) for block, forward in pairs if block > 0)
+
+    @property
     def stitch_fraction(self) -> float | None:
-        """The share of the volume time spent outside the network: (volume time - the windows' own forward
-        time) / volume time, both issued back to back (step_ms; forward_s at the same sw_batch_size), medians.
-        Outside the network: cutting the windows, mirroring's flips, Gaussian weighting, adding into the output
-        and count buffers, padding, cropping. Timing noise can take it slightly below 0 where that is negligible."""
-        if self.spec.mode != VOLUME_MODE or not self.step_ms or not self.forward_s:
+        """The mean of the per-block fractions (``stitch_fractions``); see ``stitch_interval`` for its interval."""
+        fractions = self.stitch_fractions
+        return statistics.fmean(fractions) if fractions else None
+
+    @property
+    def stitch_interval(self) -> tuple[float, float] | None:
+        """The 95% Student-t interval of the mean per-block fraction (None with fewer than 2 blocks). Where it
+        spans 0 the share outside the network is not resolved by the timing noise (``stitch_resolved``)."""
+        fractions = self.stitch_fractions
+        if len(fractions) < 2:
             return None
-        volume = self.step_ms / 1e3
-        return (volume - statistics.median(self.forward_s)) / volume
+        mean = statistics.fmean(fractions)
+        half = t_quantile_975(len(fractions) - 1) * statistics.stdev(fractions) / math.sqrt(len(fractions))
+        return mean - half, mean + half
+
+    @property
+    def stitch_resolved(self) -> bool | None:
+        """False where the interval spans 0 ("unresolved"), True where it lies on one side; None without one."""
+        interval = self.stitch_interval
+        return None if interval is None else not interval[0] <= 0 <= interval[1]
+
+
+# Two-sided 95% quantiles of Student's t (0.975 one-sided) for 1-30 degrees of freedom, from the standard table
+# (scipy.stats.t.ppf(0.975, df)); past 30 the normal 1.96 is within 4%. Kept here so that the spec stays free of
+# scipy and torch.
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_quantile_975(df: int) -> float:
+    return _T_975[df - 1] if 1 <= df <= len(_T_975) else 1.96

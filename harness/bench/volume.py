@@ -31,7 +31,7 @@ import torch
 from harness.bench.configuration import Configuration
 from harness.bench.environment import SEED
 from harness.bench.memory import peak_memory
-from harness.bench.spec import BenchSpec, Measurement, shape_text
+from harness.bench.spec import BenchSpec, Measurement, output_problem, sample_problem, shape_text
 from harness.bench.timing import block_steps, synchronize, time_block, time_step, warm_up
 from harness.bench.workload import AUTOCAST_DTYPES, COMPILE_MODES, configure_backends
 from harness.catalog.meta_probe import build_variant
@@ -377,9 +377,13 @@ def measure_volume(spec: BenchSpec, timer=time_step, work_cache=None) -> Measure
     """One volume configuration: warm-up, ``rounds`` synchronized whole volumes (``timer``, as for patch rows),
     peak memory of a whole pass, then ``blocks`` blocks of volumes back to back, each followed by as many of
     the windows' own forward passes back to back (``forward_s``, per volume: adjacent samples, so that a change
-    of the machine's load between them moves both). Failures are rows. ``work_cache`` is the run's
+    of the machine's load between them moves both; ``stitch_fractions`` pairs them). Failures are rows: any
+exception, an output of another shape than the volume's, a non-finite output. ``work_cache`` is the run's
     ``harness.bench.run.WorkCache`` (MACs, FLOPs, measured peaks)."""
-    config = resolve_volume(spec)
+    try:
+        config = resolve_volume(spec)
+    except Exception as failure:  # a user model whose probe or builder raises: an error row all the same
+        return Measurement(spec, error=_why(failure))
     verdict = config.verdict
     spatial = spec.input_shape[1:]
     windows = count_windows(spatial, spec.roi, spec.overlap) if len(spec.roi) == len(spatial) else None
@@ -414,17 +418,19 @@ def measure_volume(spec: BenchSpec, timer=time_step, work_cache=None) -> Measure
         peak_tflops = work_cache.peaks.get(spec.device, spec.precision)
     except torch.OutOfMemoryError as oom:
         return row(error=f"out of memory: {_why(oom)}")
-    except (RuntimeError, ValueError) as failure:
+    except Exception as failure:  # any failure is the row's error; KeyboardInterrupt and SystemExit propagate
         return row(error=_why(failure))
     finally:
         del job
         if spec.device == "cuda":
             torch.cuda.empty_cache()
+    error = (output_problem(output_shape, expected) or sample_problem(latency, blocks)
+             or ("" if finite else "output not finite: the stitched volume holds NaN or inf"))
     return row(latency_s=tuple(latency), block_s=tuple(blocks), block_steps=steps, setup_s=warm.setup_s,
                warmup_steps=warm.steps, step_flop=None if flop is None else flop * windows * factor,
                peak_tflops=peak_tflops, peak_mem_mb=peak, peak_reserved_mb=reserved, work=work,
                output_shape=output_shape, forward_s=tuple(forward), warmup_settled=warm.settled,
-               error="" if finite else "output not finite: the stitched volume holds NaN or inf",
+               error=error,
                flop_error=flop_error, extra={"memory_kind": memory_kind})
 
 

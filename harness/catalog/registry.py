@@ -58,8 +58,8 @@ class Family:
 
 # The optional libraries a family may need (Family.library), by their import names, and how to install them.
 PEER_PACKAGES = {"monai": "monai", "nnunet": "dynamic_network_architectures"}
-INSTALL_HINT = ("pip install 'unet3d-bench[peers]' (or: pip install monai; pip install --no-deps "
-                "dynamic-network-architectures einops)")
+INSTALL_HINT = ("pip install 'monai>=1.3' einops; pip install --no-deps 'dynamic-network-architectures>=0.4' "
+                "(--no-deps: its timm requirement would bring torchvision and possibly another torch; docs/models.md)")
 
 
 def available(library: str) -> bool:

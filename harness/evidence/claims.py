@@ -1,22 +1,30 @@
 """Evidence for the reproduction report: run every claim of the article and record what happened.
 
-``python -m harness.evidence.claims`` writes ``results/claims.json``:
+``python -m harness claims`` writes ``results/claims.json`` (``--out FILE`` elsewhere):
 - each printed output and stage shape, reproduced on the meta device (PyTorch's real shape logic);
 - the article's central claim that ResNet stages line up with the UNet encoder, at its input and at
   the smallest inputs where it breaks;
 - its stated limits, run on CPU tensors, with the exact error each gives;
 - per variant, the smallest input hypothesis finds for each envelope constraint, run for real;
 - ``unetpp``: parameter counts behind the answer's "VGG16 138 M vs EfficientNet-B0 5.3 M" and of the
-  UNet++ variants' encoder alone and whole network (meta device; ``python -m harness.evidence.claims --only unetpp``
+  UNet++ variants' encoder alone and whole network (meta device; ``python -m harness claims --only unetpp``
   refreshes this section alone).
-Reports read this file; they never run models.
+Reports read this file; they never run models. Exit status: 0 every printed claim and stated limit reproduced;
+1 one did not (a finding); 2 wrong input (an option, an --out that cannot be written, a damaged file for
+--only to update).
 """
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import sys
+import tempfile
+from pathlib import Path
 
 from harness.bench import environment
 from harness.envelope import check
+from harness.options import EXIT_CODES_HELP, EXIT_FINDING, EXIT_OK, InputFileError, OptionError
 from harness.overrides import format_overrides
 from harness.catalog.meta_probe import run_once
 from harness.catalog.registry import get_variant, list_models
@@ -133,22 +141,66 @@ def unetpp_parameters() -> dict:
     return count()
 
 
-def main(argv=None) -> None:
-    import sys
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:2] == ["--only", "unetpp"]:
-        evidence = json.loads(OUTPUT.read_text()) if OUTPUT.exists() else {}
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness claims", description=__doc__, epilog=EXIT_CODES_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=("unetpp",), help="refresh this section alone, keeping the rest of the file")
+    p.add_argument("--out", type=Path, default=OUTPUT, help=f"the evidence file (default {OUTPUT})")
+    return p
+
+
+def _writable(path: Path) -> None:
+    """Refuse an output that cannot be written before anything is computed (a probe file, removed at once)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if path.is_dir():
+            raise IsADirectoryError("a folder, not a file")
+        if not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is not a folder")
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise OptionError(f"--out {path}: cannot be written ({getattr(error, 'strerror', None) or error}). Way out: "
+                          f"give a file in a folder you can write to (default {OUTPUT}).") from None
+
+
+def _write(path: Path, evidence: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(evidence, indent=1) + "\n")
+    os.replace(tmp, path)  # whole or not at all
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    _writable(args.out)
+    if args.only == "unetpp":
+        evidence = {}
+        if args.out.exists():
+            try:
+                evidence = json.loads(args.out.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise InputFileError(f"{args.out}: cannot be read as JSON ({error}), so its other sections cannot be "
+                                     f"kept. Way out: restore it (git checkout {args.out}), or run `python -m harness "
+                                     f"claims` without --only to write it whole.") from None
+            if not isinstance(evidence, dict):
+                raise InputFileError(f"{args.out}: holds a JSON {type(evidence).__name__}, not the claims object. "
+                                     f"Way out: run `python -m harness claims` without --only to write it whole.")
         evidence["unetpp"] = unetpp_parameters()
-        OUTPUT.write_text(json.dumps(evidence, indent=1) + "\n")
-        print(f"wrote the unetpp section of {OUTPUT}")
-        return
+        _write(args.out, evidence)
+        print(f"wrote the unetpp section of {args.out}")
+        return EXIT_OK
     evidence = collect()
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(json.dumps(evidence, indent=1) + "\n")
+    _write(args.out, evidence)
     failed = [c for c in evidence["printed_claims"] + evidence["stated_limits"] if not c["reproduced"]]
-    print(f"wrote {OUTPUT}: {len(evidence['printed_claims'])} printed claims, "
+    print(f"wrote {args.out}: {len(evidence['printed_claims'])} printed claims, "
           f"{len(evidence['stated_limits'])} stated limits, {len(failed)} not reproduced")
+    for claim in failed:
+        print(f"  not reproduced: {claim['model']} {claim.get('section') or claim.get('limit')}")
+    return EXIT_FINDING if failed else EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import math
 import os
 import pickle
 import re
@@ -29,7 +28,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.options import OptionError
+from harness.options import EXIT_CODES_HELP, OptionError
 from harness.options import report as report_option_error
 
 GIB = 1024 ** 3
@@ -329,8 +328,11 @@ def _largest_patch(model: _Model, scaled, batch, mode, precision, plan: Plan) ->
                   if model.accepts(batch, (s,) * model.dims, mode, precision)), None)
     if start is None or scaled.estimate(batch, (start,) * model.dims) > limit_mb:
         return None, f"no patch from {step} up in steps of {step} fits at batch {batch}"
+    caps = [step * (v // step) for v in plan.volume]  # never a patch larger than the volume on any axis
+    if start > min(caps):
+        return None, (f"the smallest patch {model.name} accepts ({_shape((start,) * model.dims)}) is larger than the "
+                      f"volume {_shape(plan.volume)}")
     patch = [start] * model.dims
-    caps = [max(start, step * math.ceil(v / step)) for v in plan.volume]
     while True:
         grown = False
         for axis in sorted(range(model.dims), key=lambda a: (patch[a] / caps[a], a)):
@@ -416,23 +418,34 @@ def _simulate_one(name, overrides, overrides_text, mode, precision, channels_las
 
 
 def make_plan(models: list[str], overrides: dict, overrides_text: str, modes, precisions, channels_last: bool,
-              budget: int, budget_text: str, margin: float, patch_text: str, batch: int, volume, step: int,
+              budget: int, budget_text: str, margin: float, patch_text: str | None, batch: int, volume, step: int,
               cache: bool = True, jobs: int = 1) -> Plan:
     plan = Plan(budget, int(budget * (1 - margin)), margin, budget_text, None, batch, volume)
     planned = []
     for name in models:  # refuse before simulating anything: a volume of another rank, a patch refused
         model = _Model(name, overrides, overrides_text, step)
-        patch = _spatial(patch_text, model.dims, "--patch")
         if volume is not None and len(volume) != model.dims:
             raise OptionError(f"--volume {','.join(map(str, volume))} has {len(volume)} sizes but {name} is "
                               f"{model.dims}D. Way out: give {model.dims} sizes, or plan {len(volume)}D models only.")
+        if volume is not None and min(volume) < step:
+            raise OptionError(f"--volume {','.join(map(str, volume))}: patches grow in steps of {step} (--step), so "
+                              f"no patch fits inside a volume smaller than {step} on an axis. Way out: give the "
+                              f"volume's real size (e.g. --volume 128,128,64), or a smaller --step.")
+        text = patch_text  # the default: 128, or within a volume its size (in steps of --step) up to 128
+        if text is None:
+            text = "128" if volume is None else ",".join(str(min(128, step * (v // step))) for v in volume)
+        patch = _spatial(text, model.dims, "--patch")
+        if volume is not None and any(p > v for p, v in zip(patch, volume)):
+            raise OptionError(f"--patch {text} is larger than --volume {','.join(map(str, volume))} on an axis: "
+                              f"a patch never exceeds the volume it is cut from. Way out: a patch within the volume, "
+                              f"or leave --patch out (then the volume's size up to 128, in steps of --step).")
         for mode in modes:
             for precision in precisions:
                 if model.smallest_batch(patch, mode, precision) is None:
                     from harness.envelope import check
 
                     verdict = check(model.variant, (2, model.channels, *patch), overrides, mode, "cuda", precision)
-                    raise OptionError(f"--patch {patch_text}: {verdict.message()}")
+                    raise OptionError(f"--patch {text}: {verdict.message()}")
         planned.append((model, patch))
         plan.patch = patch
     if cache:
@@ -548,7 +561,7 @@ HELP = ("what fits on a GPU: the largest batch and patch under a memory budget, 
 def _parser():
     import argparse
 
-    cmd = argparse.ArgumentParser(prog="python -m harness plan", description=__doc__,
+    cmd = argparse.ArgumentParser(prog="python -m harness plan", description=__doc__, epilog=EXIT_CODES_HELP,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     budget = cmd.add_mutually_exclusive_group()
     budget.add_argument("--gpu-memory", metavar="SIZE", help="the memory budget, e.g. 24GiB, 80GB, 11000MiB")
@@ -557,8 +570,8 @@ def _parser():
     cmd.add_argument("--model", action="append", default=[], metavar="REF",
                      help="a variant, or your model as module:function or path/to/file.py:function")
     cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="constructor override")
-    cmd.add_argument("--patch", default="128", help="the patch for the largest batch (N for a cube, or D,H,W; "
-                     "default 128)")
+    cmd.add_argument("--patch", help="the patch for the largest batch (N for a cube, or D,H,W; default 128, or with "
+                     "--volume the volume's size up to 128; never larger than --volume)")
     cmd.add_argument("--batch", type=int, default=None, help="the batch for the largest patch (default 2); with "
                      "--input, the batch predicted (default 1)")
     cmd.add_argument("--volume", metavar="D,H,W", help="grow the largest patch within this volume, the axis with "

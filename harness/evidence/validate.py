@@ -1,6 +1,6 @@
 """Self-check of the timing: the harness's throughput against a loop that shares no timing code with it.
 
-``python -m harness.evidence.validate`` (or ``nox -s bench -- --validate``) times a few configurations two ways,
+``python -m harness validate`` (or ``nox -s bench -- --validate``) times a few configurations two ways,
 alternating them so the machine's drift hits both:
 
 - the harness: ``prepare`` + ``warm_up`` + ``time_blocks`` (what every results row's ``step_ms`` is);
@@ -10,21 +10,24 @@ alternating them so the machine's drift hits both:
 
 It prints the ratio of per-step times and, per configuration, the harness's synchronized latency next to
 its throughput, so the launch overhead a synchronized step pays is visible. Targets: within 5% on CPU,
-2% on GPU, for every configuration.
+2% on GPU, for every configuration. Writes ``results/validation-DEVICE.json`` (``--out FILE`` elsewhere).
+Exit status: 0 every configuration within its target; 1 one is not (a finding); 2 wrong input.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from harness.bench import environment
 from harness.bench.timing import block_steps, time_blocks, time_step, warm_up
 from harness.bench.workload import prepare
-from harness.options import OptionError, report, require_device, require_positive
+from harness.options import EXIT_CODES_HELP, OptionError, report, require_device, require_positive
 from harness.catalog.registry import create_model
 from harness.bench.spec import BenchSpec
 from harness.store.schema import RESULTS_ROOT
@@ -113,21 +116,40 @@ def validate(device: str, pairs: int, warmup: int) -> list[dict]:
     return rows
 
 
+def _require_writable(path: Path) -> None:
+    """Refuse an output that cannot be written before anything is timed (a probe file, removed at once)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if path.is_dir():
+            raise IsADirectoryError("a folder, not a file")
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise OptionError(f"--out {path}: cannot be written ({getattr(error, 'strerror', None) or error}). Way out: "
+                          f"give a file in a folder you can write to.") from None
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.evidence.validate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness validate", description=__doc__, epilog=EXIT_CODES_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--pairs", type=int, default=7, help="alternations of the two methods per configuration")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up steps of each method (CUDA: at least)")
+    parser.add_argument("--out", type=Path, help="the JSON written (default results/validation-DEVICE.json)")
     args = parser.parse_args(argv)
+    out = args.out or RESULTS_ROOT / f"validation-{args.device}.json"
     try:
         require_device(args.device)
         require_positive("--pairs", args.pairs)
         require_positive("--warmup", args.warmup)
+        _require_writable(out)
     except OptionError as error:
         return report(error)
     rows = validate(args.device, args.pairs, args.warmup)
-    out = RESULTS_ROOT / f"validation-{args.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"environment": environment.capture(args.device), "target": TARGET[args.device],
                                "method": "harness time_blocks vs an independent back-to-back loop",
                                "rows": rows}, indent=1, sort_keys=True) + "\n")

@@ -9,25 +9,31 @@ to every shard's pytest (``--profile``, ``--models``, ``--device``, ...).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import tempfile
 import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.options import OptionError, report, require_new_run, require_positive
+from harness.options import (EXIT_FINDING, EXIT_NOTHING, EXIT_OK, OptionError, report, require_new_run,
+                             require_positive)
 from harness.store.schema import RUNS_ROOT
 from harness.launch.local import slots
-from harness.launch.plan import REPO_ROOT, SweepPlan, describe_exit, pytest_command
+from harness.launch.plan import PLANNED_KEYS_ENV, REPO_ROOT, SweepPlan, describe_exit, pytest_command
 from harness.launch.slurm import require_submitit
 from harness.launch.sweep import run_sweep
+from harness.store.merge import describe_key
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 OWNED = ("--shard", "--run-id", "--resume", "--runs-root")  # set per shard by the launcher
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness.launch", description=__doc__,
+    from harness.options import EXIT_CODES_HELP
+
+    parser = argparse.ArgumentParser(prog="python -m harness launch", description=__doc__, epilog=EXIT_CODES_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--launcher", choices=LAUNCHERS, help="local (default): one process per GPU or CPU slot; "
                         "slurm: a job array through submitit; submitit-local: that array on this machine")
@@ -65,24 +71,30 @@ def _check_numbers(opts) -> None:
     require_positive("--gpus-per-task", opts.gpus_per_task, allow_zero=True)
 
 
-def check_pytest_args(pytest_args: list[str], shards: int) -> None:
+def check_pytest_args(pytest_args: list[str], runs_root: Path | None = None) -> list:
     """The shards' own option checks, run once up front (collection only, nothing measured or written), so a
-    bad --models or --device stops the launch before any shard starts."""
+    bad --models or --device stops the launch before any shard starts. Returns the plan: every configuration
+    the sweep measures, [spec key, row key] each (``HARNESS_PLANNED_KEYS``), which the merge holds the
+    shards' rows against."""
     owned = [a for a in pytest_args if a.split("=")[0] in OWNED]
     if owned:
         raise OptionError(f"{', '.join(owned)}: the launcher sets --shard, --run-id, --resume and --runs-root for "
                           f"each shard. Way out: name the sweep with --sweep, resume it with --resume SWEEP, and give "
                           f"--runs-root to the launcher.")
-    command = [sys.executable, *pytest_command(pytest_args), "--collect-only", "--benchmark-disable",
-               "--shard", f"0/{shards}"]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
-    if done.returncode in (2, 3, 4):
-        lines = [line for line in (done.stderr + done.stdout).splitlines() if "error" in line.lower()]
-        reason = (lines or [f"pytest exit status {done.returncode}"])[-1].strip()
-        for prefix in ("Exit: ", "python -m pytest: ", "error: "):
-            reason = reason.removeprefix(prefix)
-        way_out = "" if "Way out" in reason else " Way out: see the benchmark options in the README (or pytest --help)."
-        raise OptionError(f"the shards would refuse these options: {reason}{way_out}")
+    with tempfile.TemporaryDirectory(prefix="harness-plan-") as folder:
+        planned_file = Path(folder) / "planned.json"
+        command = [sys.executable, *pytest_command(pytest_args), "--collect-only",
+                   *(["--runs-root", str(runs_root)] if runs_root is not None else [])]
+        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
+                              env={**os.environ, PLANNED_KEYS_ENV: str(planned_file)})
+        if done.returncode in (2, 3, 4):
+            lines = [line for line in (done.stderr + done.stdout).splitlines() if "error" in line.lower()]
+            reason = (lines or [f"pytest exit status {done.returncode}"])[-1].strip()
+            for prefix in ("Exit: ", "python -m pytest: ", "error: "):
+                reason = reason.removeprefix(prefix)
+            way_out = "" if "Way out" in reason else " Way out: see the benchmark options in the README (or pytest --help)."
+            raise OptionError(f"the shards would refuse these options: {reason}{way_out}")
+        return json.loads(planned_file.read_text()) if planned_file.is_file() else []
 
 
 def _launcher_settings(opts, previous: dict, pytest_args: list[str]) -> dict:
@@ -144,11 +156,11 @@ def plan_from(opts, pytest_args: list[str]) -> SweepPlan:
     require_new_run(opts.runs_root, sweep)
     for index in range(shards):
         require_new_run(opts.runs_root, f"{sweep}-shard-{index}-of-{shards}")
-    check_pytest_args(pytest_args, shards)
+    planned = check_pytest_args(pytest_args, opts.runs_root)
     threads = _threads_per_shard(settings, shards)
     if threads and _value(pytest_args, "--threads") is None:
         pytest_args = [*pytest_args, "--threads", str(threads)]
-    return SweepPlan(sweep, opts.runs_root, shards, pytest_command(pytest_args), settings)
+    return SweepPlan(sweep, opts.runs_root, shards, pytest_command(pytest_args), settings, planned=planned)
 
 
 def main(argv=None) -> int:
@@ -164,23 +176,39 @@ def main(argv=None) -> int:
         outcome = run_sweep(plan, opts.allow_mixed_machines, progress=lambda text: print(text, flush=True))
     except OptionError as error:  # the merge refused (duplicates, mixed machines): the shards stay as they are
         return report(error)
-    if outcome.unfinished:
+    merged = outcome.merged
+    if merged is None:  # a shard did not run to its end: nothing merged yet
         listed = ", ".join(f"{i} ({describe_exit(plan.status.get(str(i), {}).get('returncode'))})"
                            for i in outcome.unfinished)
         print(f"error: shard(s) {listed} did not finish; their logs are in {plan.folder / 'logs'}. Resume with: "
               f"python -m harness.launch --resume {plan.sweep_id} --runs-root {plan.runs_root}", file=sys.stderr)
-        return 1
-    merged = outcome.merged
+        return EXIT_FINDING
     for warning in merged.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"merged {merged.runs} shard run(s) into {merged.folder}: {merged.rows} configuration(s)")
+    if merged.missing:  # planned, and no row anywhere: lost, a finding; their shards run again on --resume
+        print(f"error: {len(merged.missing)} planned configuration(s) have no row in any shard: "
+              f"{'; '.join(describe_key(k) for k in merged.missing[:5])}{' ...' if len(merged.missing) > 5 else ''}. "
+              f"Their shard(s) {', '.join(map(str, outcome.unfinished))} count as unfinished; measure them with: "
+              f"python -m harness.launch --resume {plan.sweep_id} --runs-root {plan.runs_root}", file=sys.stderr)
     if merged.failed:
         print(f"error: {len(merged.failed)} configuration(s) failed to measure (error rows in "
               f"{merged.folder / 'results.csv'}): {'; '.join(merged.failed[:5])}"
               f"{' ...' if len(merged.failed) > 5 else ''}", file=sys.stderr)
-        return 1
-    return 0
+    if merged.missing or merged.failed:
+        return EXIT_FINDING
+    if nothing_measured(merged.folder / "results.csv"):
+        print(f"nothing to judge: no configuration of sweep {plan.sweep_id} was measured (every one was refused; "
+              f"see the error column of {merged.folder / 'results.csv'})", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_OK
 
+
+def nothing_measured(csv_path: Path) -> bool:
+    """The merged run holds no measured row (every configuration refused)."""
+    from harness.store.csvfile import read_rows
+
+    return not csv_path.is_file() or not any(not row.get("error") for row in read_rows(csv_path).rows)
 
 if __name__ == "__main__":
     sys.exit(main())

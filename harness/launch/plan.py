@@ -17,8 +17,12 @@ from harness.options import OptionError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = "launch.json"
-# pytest exit statuses of a session that ran to its end (1: some assertion failed, its row is recorded).
-FINISHED = (0, 1)
+# The launcher's plan: a pytest session run with this variable set (to a file) and --collect-only writes there
+# every configuration it would measure, [spec key, row key] each, and opens no run (harness.pytest_plugin).
+PLANNED_KEYS_ENV = "HARNESS_PLANNED_KEYS"
+# pytest exit statuses of a session that ran to its end (1: a configuration failed or did not settle, its row is
+# recorded; 5: nothing measured: every configuration refused, or none dealt to this shard).
+FINISHED = (0, 1, 5)
 
 
 def pytest_command(pytest_args: list[str]) -> list[str]:
@@ -35,6 +39,20 @@ class SweepPlan:
     command: list[str]  # arguments after the interpreter; the launcher adds --shard, --runs-root, --run-id/--resume
     launcher: dict = field(default_factory=dict)  # launcher settings, recorded so --resume can reuse them
     status: dict = field(default_factory=dict)  # str(shard index) -> {"returncode": int, "attempts": int}
+    # The planned configurations, [spec key, row key] each (the shard is dealt by the spec key; the row carries
+    # the row key: they differ for a --sw-batch auto search); None for sweeps planned before it was recorded.
+    planned: list | None = None
+
+    def planned_keys(self) -> list[tuple] | None:
+        """The row key of every planned configuration (what the merge holds the rows against)."""
+        return None if self.planned is None else [tuple(row) for _, row in self.planned]
+
+    def shard_of_planned(self) -> dict[tuple, int]:
+        """Row key -> the shard that measures it (``shards.assign`` on the spec keys, as each shard selects)."""
+        from harness.launch.shards import assign
+
+        shard_of = assign((tuple(spec) for spec, _ in self.planned or ()), self.shards)
+        return {tuple(row): shard_of[tuple(spec)] for spec, row in self.planned or ()}
 
     @property
     def folder(self) -> Path:
@@ -50,7 +68,24 @@ class SweepPlan:
         return self.folder / "logs" / f"shard-{index}.log"
 
     def finished(self, index: int) -> bool:
-        return self.status.get(str(index), {}).get("returncode") in FINISHED
+        """Ran to its end, and no planned configuration of it is without a row (``mark_missing``)."""
+        status = self.status.get(str(index), {})
+        return status.get("returncode") in FINISHED and not status.get("missing")
+
+    def mark_missing(self, missing: list[tuple]) -> list[int]:
+        """Planned configurations with no row after the merge: their shards count as unfinished, so that
+        ``--resume`` runs them again (each resumes its own run and measures what it lacks). The shards marked."""
+        shard_of = self.shard_of_planned()
+        marked: dict[int, int] = {}
+        for key in missing:
+            index = shard_of.get(tuple(key))
+            if index is not None:
+                marked[index] = marked.get(index, 0) + 1
+        for index, count in marked.items():
+            self.status.setdefault(str(index), {})["missing"] = count
+        if marked:
+            self.save()
+        return sorted(marked)
 
     def pending(self) -> list[int]:
         """Shards without a finished attempt: the only work a resume submits."""
@@ -65,7 +100,7 @@ class SweepPlan:
                 "--runs-root", str(self.runs_root), *run]
 
     def record(self, index: int, returncode: int) -> None:
-        previous = self.status.get(str(index), {})
+        previous = self.status.get(str(index), {})  # a new attempt: what it still lacks is known after the merge
         self.status[str(index)] = {"returncode": returncode, "attempts": previous.get("attempts", 0) + 1}
         self.save()
 
@@ -93,5 +128,6 @@ def describe_exit(returncode: int | None) -> str:
         return "never started or its status was lost"
     if returncode < 0:
         return f"killed by signal {-returncode}"
-    return {0: "finished", 1: "finished, some checks failed", 2: "refused its options"}.get(
+    return {0: "finished", 1: "finished, some configurations failed or did not settle", 2: "refused its options",
+            5: "finished, nothing measured (every configuration refused, or none in this shard)"}.get(
         returncode, f"exit status {returncode}")

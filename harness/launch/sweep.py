@@ -13,8 +13,8 @@ from harness.launch.slurm import ClusterSettings, run_array
 @dataclass(frozen=True)
 class SweepOutcome:
     ran: tuple[int, ...]  # the shards this call started
-    unfinished: tuple[int, ...]
-    merged: MergeResult | None
+    unfinished: tuple[int, ...]  # shards that did not run to their end, or (after the merge) lack planned rows
+    merged: MergeResult | None  # None until every shard has run to its end
 
 
 def run_pending(plan: SweepPlan, progress=print) -> dict:
@@ -38,4 +38,7 @@ def run_sweep(plan: SweepPlan, allow_mixed_machines: bool = False, progress=prin
     if unfinished:
         return SweepOutcome(ran, unfinished, None)
     folders = [plan.shard_folder(i) for i in range(plan.shards) if (plan.shard_folder(i) / "results.csv").is_file()]
-    return SweepOutcome(ran, (), merge(folders, plan.folder, allow_mixed_machines=allow_mixed_machines))
+    merged = merge(folders, plan.folder, allow_mixed_machines=allow_mixed_machines, expected_keys=plan.planned_keys())
+    # A planned configuration with no row is a finding, and its shard is not finished: --resume measures it.
+    unfinished = tuple(plan.mark_missing(list(merged.missing))) if merged.missing else ()
+    return SweepOutcome(ran, unfinished, merged)

@@ -2,10 +2,12 @@
 Every value is checked (``check``) before anything is built or written."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.bench.profiles import PROFILES, best_options, default_profile
+from harness.options import OptionError
 from harness.store.schema import RUNS_ROOT
 
 
@@ -13,9 +15,9 @@ def add_options(parser) -> None:
     group = parser.getgroup("harness", "benchmark harness")
     group.addoption("--bench", action="store_true", help="run the benchmark sweep (the packaged benchmark test); "
                     "implied by --profile, --models and --model")
-    group.addoption("--profile", choices=sorted(PROFILES), help="sweep profile (default: paper on a GPU, "
-                    "cpu otherwise; smoke under --benchmark-disable)")
-    group.addoption("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    group.addoption("--profile", metavar="NAME", help=f"sweep profile, one of {', '.join(PROFILES)} (default: paper "
+                    "on a GPU, cpu otherwise; smoke under --benchmark-disable)")
+    group.addoption("--device", metavar="cpu|cuda", help="default: cuda when available")
     group.addoption("--models", help="shell pattern over variant names, e.g. 'unet3d*' (default: the profile's "
                     "variants: the article's, with the peers profile also MONAI's and nnU-Net's)")
     group.addoption("--model", action="append", default=[], metavar="REF", help="your own model: "
@@ -23,19 +25,19 @@ def add_options(parser) -> None:
                     "constructor arguments through --set")
     group.addoption("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="constructor argument for every measured variant, e.g. --set base_c=32")
-    group.addoption("--precision", choices=("fp32", "bf16", "fp16"), help="only this precision")
+    group.addoption("--precision", metavar="fp32|bf16|fp16", help="only this precision")
     group.addoption("--channels-last", action="store_true", help="channels-last (3D) memory format")
-    group.addoption("--exec-mode", choices=("eager", "compile", "cudagraphs", "best"),
+    group.addoption("--exec-mode", metavar="MODE",
                     help="eager (default); compile: torch.compile; cudagraphs: CUDA graphs through torch.compile "
                     "mode reduce-overhead (CUDA only); best: the fastest preset for the device (CUDA: cudagraphs, "
                     "bf16, channels-last)")
     group.addoption("--compile", action="store_true", help="the same as --exec-mode compile")
     group.addoption("--no-cudnn-benchmark", action="store_true", help="cudnn.benchmark off on CUDA")
-    group.addoption("--rounds", type=int, help="latency samples (synchronized single steps) per configuration")
-    group.addoption("--blocks", type=int, help="throughput samples (blocks of back-to-back steps) per configuration")
-    group.addoption("--warmup", type=int, help="untimed warm-up steps per configuration (CUDA: at least; "
+    group.addoption("--rounds", metavar="N", help="latency samples (synchronized single steps) per configuration")
+    group.addoption("--blocks", metavar="N", help="throughput samples (blocks of back-to-back steps) per configuration")
+    group.addoption("--warmup", metavar="N", help="untimed warm-up steps per configuration (CUDA: at least; "
                     "warm-up goes on until the step time settles)")
-    group.addoption("--threads", type=int, help="torch.set_num_threads (CPU)")
+    group.addoption("--threads", metavar="N", help="torch.set_num_threads (CPU)")
     group.addoption("--find-max-batch", action="store_true", help="also find the largest batch that fits (CUDA)")
     group.addoption("--run-id", help="name of the run directory under --runs-root (default: time-device-profile)")
     group.addoption("--resume", metavar="RUN_ID", help="continue a run: skip configurations it already has "
@@ -98,17 +100,24 @@ class RunOptions:
 
     @classmethod
     def from_config(cls, config) -> "RunOptions":
+        """The options as given, each value checked (an OptionError names the option and the way out: pytest's
+        own refusals would print its usage text and exit 4). Argument-free checks of paths are ``check_runs_root``."""
         option = config.getoption
-        device = option("--device") or _default_device()
+        device = _choice("--device", option("--device"), DEVICES) or _default_device()
         disabled = bool(option("benchmark_disable"))
-        profile = option("--profile") or ("smoke" if disabled else default_profile(device))
-        exec_mode = option("--exec-mode") or ("compile" if option("--compile") else "eager")
+        profile = _choice("--profile", option("--profile"), tuple(PROFILES)) or (
+            "smoke" if disabled else default_profile(device))
+        _choice("--precision", option("--precision"), PRECISIONS)
+        exec_mode = _choice("--exec-mode", option("--exec-mode"), EXEC_MODES) or (
+            "compile" if option("--compile") else "eager")
+        numbers = {name: _integer(name, option(name), allow_zero=name == "--warmup")
+                   for name in ("--rounds", "--blocks", "--warmup", "--threads")}
         bench = bool(option("--bench") or option("--profile") or option("--models") is not None or option("--model")
                      or option("--volume"))
         read = cls(bench, device, profile, option("--models"), tuple(option("--model")), tuple(option("--set")),
                    option("--precision"), bool(option("--channels-last")), exec_mode,
-                   device == "cuda" and not option("--no-cudnn-benchmark"), option("--rounds"), option("--blocks"),
-                   option("--warmup"), option("--threads"), bool(option("--find-max-batch")), option("--run-id"),
+                   device == "cuda" and not option("--no-cudnn-benchmark"), numbers["--rounds"], numbers["--blocks"],
+                   numbers["--warmup"], numbers["--threads"], bool(option("--find-max-batch")), option("--run-id"),
                    option("--resume"), bool(option("--resume-mixed")), option("--shard"),
                    Path(option("--runs-root") or RUNS_ROOT), disabled, volumes=tuple(option("--volume")),
                    roi=option("--roi"), overlap=option("--overlap"), blend=option("--blend"),
@@ -140,6 +149,51 @@ class RunOptions:
                     "mirror": self.mirror, "sw_batch": self.sw_batch, "preset": self.preset}
                    if self.volumes or self.roi or self.overlap or self.blend or self.mirror or self.sw_batch
                    or self.preset else {})}
+
+
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
+EXEC_MODES = ("eager", "compile", "cudagraphs", "best")
+
+
+def _choice(option: str, value, allowed: tuple[str, ...]) -> str | None:
+    if value is None or value in allowed:
+        return value
+    raise OptionError(f"{option} {value!r} is not one of {', '.join(allowed)}. Way out: give one of those (or leave "
+                      f"{option} out for the default).")
+
+
+def _integer(option: str, value, allow_zero: bool = False) -> int | None:
+    """An integer option given as text; None when not given."""
+    if value is None:
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = None
+    low = 0 if allow_zero else 1
+    if number is None or number < low:
+        raise OptionError(f"{option} must be an integer of at least {low}, not {value!r}. Way out: leave it out for "
+                          f"the profile's value, or give e.g. {option} {max(low, 3)}.")
+    return number
+
+
+def check_runs_root(root: Path) -> None:
+    """``--runs-root`` must be a folder, or a path where one can be made; checked without leaving anything behind
+    (a folder made and removed at once in its nearest existing parent)."""
+    import tempfile
+
+    way_out = "Way out: give a folder you can write to (it is made if it does not exist), e.g. --runs-root runs."
+    if root.exists() and not root.is_dir():
+        raise OptionError(f"--runs-root {str(root)!r} is a file, not a folder: runs are folders under it. {way_out}")
+    parent = root if root.exists() else next((p for p in root.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise OptionError(f"--runs-root {str(root)!r} cannot be made: {parent} is not a folder. {way_out}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".harness-write-check-", dir=parent))
+    except OSError as error:
+        raise OptionError(f"--runs-root {str(root)!r} cannot be written: making a folder in {parent} fails "
+                          f"({error.strerror or error}). {way_out}") from None
 
 
 def _default_device() -> str:

@@ -3,7 +3,9 @@ the run folder and its store, what a resumed run already has, progress lines and
 The hooks in ``plugin`` hand their work here; nothing is kept on pytest's ``config`` but this object."""
 from __future__ import annotations
 
-import math
+import json
+import os
+import time
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -12,18 +14,20 @@ import pytest
 
 from harness.bench import environment
 from harness.bench.profiles import PROFILES, select_models, specs
-from harness.bench.run import WorkCache, find_max_batch, measure
+from harness.bench.run import WorkCache, measure
 from harness.bench.spec import VOLUME_MODE, BenchSpec, Measurement
 from harness.bench.timing import time_step
 from harness.bench.volume import VolumeOptions, parse_volume_options, require_window, search_sw_batch, volume_model
 from harness.catalog.registry import get_variant, require_models
 from harness.catalog.user import register_entry_points, register_reference
+from harness.launch.plan import PLANNED_KEYS_ENV
 from harness.launch.shards import parse_shard, select
 from harness.options import (OptionError, require_cuda_for, require_device, require_new_run,
                              require_positive, require_run)
 from harness.overrides import format_overrides, parse_overrides
-from harness.pytest_plugin.options import RunOptions
+from harness.pytest_plugin.options import RunOptions, check_runs_root
 from harness.store.run_store import RunStore, new_run_id, to_row
+from harness.store.csvfile import read_rows
 from harness.store.schema import is_refusal
 
 
@@ -34,7 +38,13 @@ class HarnessSession:
         self.run_dir: Path | None = None  # set at collection when rows go under --runs-root
         self.total = 0
         self.started = 0
+        # Every configuration is accounted for at the end (GUIDE convention 17; the closing summary counts them):
+        self.measured = 0  # rows measured fine (warm-up included, when one was asked for)
         self.failed = 0  # configurations whose measurement failed (error rows that are not refusals)
+        self.refused = 0  # outside the envelope: refusal rows
+        self.unsettled = 0  # rows whose warm-up never settled: written, but not a measurement, and a failed test
+        self.resumed = 0  # already in the resumed run: not measured again
+        self.busy_s = 0.0  # seconds spent measuring configurations so far (for the time left)
         self.work_cache = WorkCache()
         self.run_store: RunStore | None = None  # made on first use (store())
 
@@ -113,6 +123,7 @@ class HarnessSession:
         if options.benchmarks_disabled:
             return  # rows go to a temporary folder: no run under --runs-root is read or written
         root, resume, run_id = options.runs_root, options.resume, options.run_id
+        check_runs_root(root)
         if resume and run_id and run_id != resume:
             raise OptionError(f"--run-id {run_id!r} and --resume {resume!r} name two runs. Way out: give only --resume.")
         if resume:
@@ -170,6 +181,9 @@ class HarnessSession:
         capture = self.config.pluginmanager.get_plugin("capturemanager")
         if reporter is None:
             return
+        writer = getattr(reporter, "_tw", None)
+        if getattr(writer, "width_of_current_line", 0):  # after -q's progress dots: a line of its own
+            text = "\n" + text
         if capture is None:
             reporter.write_line(text)
             return
@@ -182,17 +196,28 @@ class HarnessSession:
         position = f"[{self.started}/{self.total}]"
         store = self.run_store
         search = spec.mode == VOLUME_MODE and spec.sw_batch_size == 0  # --sw-batch auto
-        # A search's rows are written together when it ends; its first (sw_batch_size 1) says it ran.
-        if (replace(spec, sw_batch_size=1) if search else spec).key in self.done:
+        if planned_key(spec) in self.done:
+            self.resumed += 1
             pytest.skip(f"already in run {store.run_id} (resumed)")
-        self.progress(f"{position} {spec.label} ...")
+        self.progress(f"{position} {spec.label} ...{self.time_left()}")
         benchmark.group = get_variant(spec.model).family
-        if search:
-            return self.measure_search(spec, benchmark, position)
-        m = measure(spec, pedantic_timer(benchmark), self.work_cache)
-        if self.options.find_max_batch and not m.error and spec.mode != VOLUME_MODE:
-            m = replace(m, max_batch=find_max_batch(spec))
-        return self.record(spec, m, benchmark, position)
+        began = time.perf_counter()
+        try:
+            if search:
+                return self.measure_search(spec, benchmark, position)
+            m = measure(spec, pedantic_timer(benchmark), self.work_cache,
+                        find_max=self.options.find_max_batch and spec.mode != VOLUME_MODE)
+            return self.record(spec, m, benchmark, position)
+        finally:
+            self.busy_s += time.perf_counter() - began
+
+    def time_left(self) -> str:
+        """`` (about 1m20s left)``: the mean time of the configurations measured so far in this session times
+        the configurations still to come, this one included; empty before the first has finished."""
+        done = self.started - 1 - self.resumed
+        if done < 1 or not self.total:
+            return ""
+        return f" (about {_duration(self.busy_s / done * (self.total - self.started + 1))} left)"
 
     def measure_search(self, spec: BenchSpec, benchmark, position: str) -> Measurement:
         """--sw-batch auto: every tried sw_batch_size is a row; the test passes or fails with the chosen one.
@@ -220,6 +245,7 @@ class HarnessSession:
             benchmark.extra_info["macs_by_operator"] = m.work.macs_by_operator
             benchmark.extra_info["uncalled_modules"] = list(m.work.uncalled_modules)
         if m.error and is_refusal(row):  # outside the envelope: the profile point does not apply to this variant
+            self.refused += 1
             self.progress(f"{position} {spec.label}: recorded as a refusal: {m.error}")
             pytest.skip(f"recorded as a refusal: {m.error}")
         if m.error:  # the row is written; the configuration failed, and so does its test (the sweep goes on)
@@ -227,19 +253,70 @@ class HarnessSession:
             self.progress(f"{position} {spec.label}: FAILED, recorded as an error row: {m.error}")
             pytest.fail(f"{spec.label}: {m.error}", pytrace=False)
         peak = "unavailable" if m.peak_mem_mb is None else f"{m.peak_mem_mb:.1f} MB"
-        cold = "" if m.warm else (" (the warm-up never settled: not a measurement)" if m.warmup_steps
+        unsettled = m.warmup_steps >= 1 and not m.warmup_settled
+        cold = "" if m.warm else (" (the warm-up never settled: not a measurement)" if unsettled
                                   else " (no warm-up: not a measurement)")
+        largest = "" if m.max_batch is None and m.predicted_max_batch is None else (
+            f", largest batch {m.max_batch if m.max_batch is not None else 'none'} measured, "
+            f"{m.predicted_max_batch if m.predicted_max_batch is not None else 'none'} predicted")
         if spec.mode == VOLUME_MODE:
             self.progress(f"{position} {spec.label}: {m.windows} windows ({m.forward_passes} forward passes), "
                           f"{m.volume_s:.3f} s/volume, {m.volumes_per_s:.3f} volumes/s, {m.mvox_per_s:.3f} Mvox/s, "
-                          f"stitch fraction {m.stitch_fraction:.3f}, peak memory {peak}{cold}")
+                          f"stitch fraction {stitch_text(m)}, peak memory {peak}{cold}")
         else:
             self.progress(f"{position} {spec.label}: latency {m.latency_ms:.1f} ms, throughput {m.step_ms:.1f} ms/step "
-                          f"= {m.samples_per_s:.2f} samples/s, peak memory {peak}{cold}")
-        assert m.output_shape[0] == spec.batch
-        samples = m.latency_s + m.block_s
-        assert all(t > 0 and math.isfinite(t) for t in samples) and len(m.latency_s) >= 1 and len(m.block_s) >= 1
+                          f"= {m.samples_per_s:.2f} samples/s, peak memory {peak}{largest}{cold}")
+        if unsettled:  # written (resume measures it again), counted, and failed: it must not pass silently
+            self.unsettled += 1
+            pytest.fail(f"{spec.label}: the warm-up never settled ({m.warmup_steps} steps), so its samples are not a "
+                        f"steady-state measurement; the row is kept with warm=False and --resume measures it again",
+                        pytrace=False)
+        self.measured += 1
         return m
+
+    def nothing_measured(self) -> bool:
+        """Configurations were attempted, none failed or stayed unsettled, and the run holds no measured row:
+        everything was refused (or the run holds refusals only). Nothing to judge (pytest exit status 5)."""
+        if not self.started or self.measured or self.failed or self.unsettled:
+            return False
+        if self.run_store is None or not self.run_store.csv_path.is_file():
+            return True
+        return not any(not row.get("error") for row in read_rows(self.run_store.csv_path).rows)
+
+    def write_planned_keys(self, items) -> bool:
+        """The launcher's plan (``HARNESS_PLANNED_KEYS``: a file to write; harness.launch.plan): every collected
+        configuration as [its key, the key its row carries] (they differ for a --sw-batch auto search, whose
+        first row is sw_batch_size 1), JSON. True when asked for: the session then opens no run."""
+        path = os.environ.get(PLANNED_KEYS_ENV)
+        if not path:
+            return False
+        found = [item.callspec.params["bench_spec"] for item in items
+                 if "bench_spec" in getattr(getattr(item, "callspec", None), "params", {})]
+        Path(path).write_text(json.dumps([[list(spec.key), list(planned_key(spec))] for spec in found]) + "\n")
+        return True
+
+
+def planned_key(spec: BenchSpec) -> tuple:
+    """The key a configuration's row carries: a --sw-batch auto search writes its rows together when it ends,
+    the first (sw_batch_size 1) always among them."""
+    search = spec.mode == VOLUME_MODE and spec.sw_batch_size == 0
+    return (replace(spec, sw_batch_size=1) if search else spec).key
+
+
+def stitch_text(m: Measurement) -> str:
+    """``0.123 [0.101, 0.145]``, or ``0.012 [-0.010, 0.034] unresolved`` where the interval spans 0."""
+    if m.stitch_fraction is None:
+        return "unavailable"
+    interval = m.stitch_interval
+    if interval is None:
+        return f"{m.stitch_fraction:.3f} (one block: no interval)"
+    return (f"{m.stitch_fraction:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+            + ("" if m.stitch_resolved else " unresolved (the interval spans 0)"))
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def pedantic_timer(benchmark):

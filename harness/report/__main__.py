@@ -1,40 +1,51 @@
 """``python -m harness.report [RUN_DIR ...] [--out DIR]``: rebuild results/report/ from committed runs.
 
 Deterministic: the same results give the same bytes. Nothing is measured here.
+
+The output folder keeps a manifest of the files the report wrote (``.generated``); a rebuild deletes those it
+no longer makes (a folder without a manifest: files matching the report's own names, ``GENERATED_PATTERNS``),
+and never any other file.
+
+Exit status: 0 the report was written; 2 wrong input (a missing, damaged or mis-columned run, an --out that
+cannot be written; nothing written); 3 nothing to report (the runs hold no rows).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import sys
+import tempfile
 from pathlib import Path
 
 from harness.report import plots, reproduction, tables, volume
 from harness.report import memory as memory_report
 from harness.store.schema import RESULTS_ROOT as RESULTS
-from harness.options import OptionError
+from harness.options import EXIT_CODES_HELP, EXIT_NOTHING, EXIT_OK, OptionError
 from harness.options import report as report_option_error
-from harness.report.load import load_results, result_files, variant_order
-from harness.store.csvfile import read_rows
-from harness.store.run_store import measured_details
-from harness.store.schema import row_key
+from harness.report.load import load_results, load_runs, variant_order
+from harness.store.load import StoredRun
+
+MANIFEST = ".generated"  # the files the last build wrote, one name a line
+# The names the report writes: only used to clean a folder written before the manifest existed.
+GENERATED_PATTERNS = ("comparison.md", "comparison.tex", "comparison.csv", "comparison-*.png", "comparison-*.pdf",
+                      "scaling-*.png", "scaling-*.pdf", "volume.md", "volume.csv", "volume-*.png", "volume-*.pdf",
+                      "memory.md", "reproduction.md")
 
 
-def raw_samples(paths=None) -> dict[tuple, dict[str, list[float]]]:
+class NothingToReport(Exception):
+    """The runs hold no rows (exit status 3)."""
+
+
+def raw_samples(paths=None, runs: list[StoredRun] | None = None) -> dict[tuple, dict[str, list[float]]]:
     """Each row's raw seconds from its run's details.jsonl (``latency_s``; ``step_s`` = block_s / block_steps),
-    keyed by ``tables.sample_key``; rows without a details line have none."""
+    keyed by ``tables.sample_key``; rows without a details line (or with an error record) have none."""
     samples = {}
-    for csv_path in result_files(paths):
-        by_key = {}
-        for spec, record in measured_details(csv_path.parent):
-            steps = record.get("block_steps") or 0
-            by_key[spec.key] = {
-                "latency_s": record.get("latency_s") or record.get("times_s") or [],
-                "step_s": [block / steps for block in record.get("block_s") or []] if steps else []}
-        for row in read_rows(csv_path).rows:
-            found = by_key.get(row_key({"overrides": "", "channels_last": "False", "dtype": "fp32", "device": "cpu", **row}))
-            if found:
-                samples[tables.sample_key(row)] = found
+    for run in load_runs(paths, warn=False) if runs is None else runs:
+        for key, row in run.keyed():
+            record = run.details.get(key)
+            if record and not record.get("error"):
+                samples[tables.sample_key(row)] = run.samples(key)
     return samples
 
 
@@ -62,15 +73,67 @@ def comparison_latex(table) -> str:
     return "\n".join(parts)
 
 
-def build(paths=None, out: Path = RESULTS / "report") -> list[Path]:
-    results = load_results(paths)
+def require_writable(out: Path) -> None:
+    """Refuse an --out that cannot be written, before anything is: not a folder, or not creatable/writable.
+    Creates the folder (empty) when it can."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out}: a file, not a folder. Way out: give a folder for the report (default "
+                          f"{RESULTS / 'report'}).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise OptionError(f"--out {out}: cannot write there ({error.strerror or error}). Way out: give a folder "
+                          f"you can write to (default {RESULTS / 'report'}).") from None
+
+
+def _describe_empty(runs: list[StoredRun], paths) -> str:
+    if not runs:
+        where = ", ".join(map(str, paths)) if paths else "results/runs/"
+        return f"nothing to report: no runs found under {where}. Way out: run `python -m harness bench` first."
+    names = ", ".join(str(run.csv_path) for run in runs[:5]) + (" ..." if len(runs) > 5 else "")
+    return (f"nothing to report: the run(s) hold no rows, only a header ({names}). Way out: measure into them "
+            f"(`python -m harness bench --resume RUN`), or give runs that hold rows.")
+
+
+def remove_stale(out: Path, written: list[Path]) -> list[Path]:
+    """Delete the files an earlier build wrote that this one did not; record this build's files. Without a
+    manifest, the earlier build's files are those matching GENERATED_PATTERNS."""
+    out = Path(out)
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        before = {out / name for name in manifest.read_text().splitlines() if name and "/" not in name}
+    else:
+        before = {path for pattern in GENERATED_PATTERNS for path in out.glob(pattern)}
+    now = {Path(path) for path in written}
+    removed = sorted(path for path in before - now if path.is_file())
+    for path in removed:
+        path.unlink()
+    manifest.write_text("".join(f"{name}\n" for name in sorted(p.name for p in now)))
+    return removed
+
+
+def build(paths=None, out: Path = RESULTS / "report", runs: list[StoredRun] | None = None) -> list[Path]:
+    """Write the report into ``out`` and return the files written; files an earlier build wrote that this one
+    does not are deleted (``remove_stale``). Raises NothingToReport when the runs hold no rows, InputFileError
+    for a damaged run, OptionError for an --out that cannot be written (both before anything is written)."""
+    runs = load_runs(paths) if runs is None else runs
+    results = load_results(runs=runs)
     if results.empty:
-        raise SystemExit("no runs found under results/runs/: run `nox -s bench` first")
-    out.mkdir(parents=True, exist_ok=True)
+        raise NothingToReport(_describe_empty(runs, paths))
+    require_writable(out)
+    written = _write(results, runs, Path(out))
+    remove_stale(out, written)
+    return written
+
+
+def _write(results, runs: list[StoredRun], out: Path) -> list[Path]:
     results, volumes = volume.split(results)  # whole volumes have their own table and plot (harness.report.volume)
     if results.empty:
         return volume.write(volumes, out)
-    results = tables.with_intervals(results, raw_samples(paths))  # 95% intervals where the raw samples allow
+    results = tables.with_intervals(results, raw_samples(runs=runs))  # 95% intervals where the raw samples allow
     table = tables.comparison(results)
     written = []
     md = comparison_markdown(table)
@@ -96,18 +159,22 @@ def build(paths=None, out: Path = RESULTS / "report") -> list[Path]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness report", description=__doc__, epilog=EXIT_CODES_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="*", help="run folders or results.csv files (default: results/runs/*)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "report")
+    parser.add_argument("--out", type=Path, default=RESULTS / "report", help="the report's folder (default "
+                        "%(default)s); files an earlier report wrote there and this one does not are deleted")
     args = parser.parse_args(argv)
     try:
-        result_files(args.runs)
-    except FileNotFoundError as missing:
-        return report_option_error(OptionError(f"{missing.args[0]}. Way out: give run folders under "
-                                               f"results/runs/ (or results.csv files), or none for all of them."))
-    for path in build(args.runs, args.out):
+        written = build(args.runs, args.out)
+    except OptionError as error:  # InputFileError included: a damaged run, an --out that cannot be written
+        return report_option_error(error)
+    except NothingToReport as nothing:
+        print(nothing.args[0], file=sys.stderr)
+        return EXIT_NOTHING
+    for path in written:
         print(f"wrote {path}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -2,17 +2,20 @@
 
 Shards of one sweep run on different machines merge cleanly: rows are keyed by configuration and
 machine, and where two runs measured the same configuration on the same machine the later row wins.
+Every run is read by the store's one loader (``harness.store.load.read_run``): a damaged run raises
+InputFileError (exit 2), dropped lines are warned about on stderr with their count and file.
 """
 from __future__ import annotations
 
+import csv
 import io
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from harness.store.csvfile import read_rows
+from harness.options import InputFileError
+from harness.store.load import StoredRun, read_run
 from harness.store.schema import KEY_COLUMNS, RENAMED_COLUMNS, RESULT_COLUMNS, RUNS_ROOT as RUNS, exec_mode_of
 
 TEXT_COLUMNS = ["model", "source", "overrides", "input_shape", "mode", "device", "dtype", "exec_mode", "memory_kind", "error", "flop_error",
@@ -22,24 +25,43 @@ TEXT_COLUMNS = ["model", "source", "overrides", "input_shape", "mode", "device",
 
 
 def result_files(paths=None) -> list[Path]:
+    """The results.csv files of ``paths`` (run folders, folders of runs, results.csv files; default: every run
+    under results/runs/). A path that does not exist, or holds no results.csv, raises InputFileError."""
     if not paths:
         return sorted(RUNS.glob("*/results.csv"))
     files = []
     for path in map(Path, paths):
-        files += [path] if path.is_file() else sorted(path.glob("**/results.csv"))
-    if not files:
-        raise FileNotFoundError(f"no results.csv under {', '.join(map(str, paths))}")
+        if not path.exists():
+            raise InputFileError(f"{path}: no such run folder or file. Way out: give run folders under "
+                                 f"results/runs/ (or results.csv files), or none for all of them.")
+        found = [path] if path.is_file() else sorted(path.glob("**/results.csv"))
+        if not found:
+            raise InputFileError(f"{path}: no results.csv in it or under it, so it holds no run. Way out: give "
+                                 f"run folders under results/runs/ (or results.csv files), or none for all of them.")
+        files += found
     return files
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """One results file, without a torn last record (a run killed mid-write), which is reported."""
-    contents = read_rows(path)
-    if contents.torn:
-        print(f"warning: {path}: left out a torn last record ({len(contents.torn)} characters, no "
-              f"line end): an interrupted run; `--resume` that run to measure it again", file=sys.stderr)
-    whole = io.BytesIO(path.read_bytes()[:contents.complete_bytes])
-    frame = pd.read_csv(whole, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False,
+def load_runs(paths=None, warn: bool = True) -> list[StoredRun]:
+    """Every run of ``paths`` (see ``result_files``), read by the store's loader; its warnings printed."""
+    runs = []
+    for path in result_files(paths):
+        run = read_run(path.parent)
+        if warn:
+            run.warn()
+        runs.append(run)
+    return runs
+
+
+def _frame(run: StoredRun) -> pd.DataFrame:
+    """One run's rows as the report's columns (numbers parsed as pandas parses a results.csv)."""
+    text = io.StringIO(newline="")
+    columns = list(dict.fromkeys(column for row in run.rows for column in row)) or list(run.header)
+    writer = csv.DictWriter(text, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(run.rows)
+    text.seek(0)
+    frame = pd.read_csv(text, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False,
                         na_values={c: [""] for c in RESULT_COLUMNS + list(RENAMED_COLUMNS) if c not in TEXT_COLUMNS})
     return _upgrade(frame)
 
@@ -64,11 +86,13 @@ def _upgrade(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[RESULT_COLUMNS]
 
 
-def load_results(paths=None) -> pd.DataFrame:
-    files = result_files(paths)
-    if not files:
+def load_results(paths=None, runs: list[StoredRun] | None = None) -> pd.DataFrame:
+    """Every row of ``runs`` (default: ``load_runs(paths)``) as one DataFrame; the later row of a configuration
+    measured twice on one machine wins."""
+    runs = load_runs(paths) if runs is None else runs
+    frames = [_frame(run) for run in runs if run.rows]
+    if not frames:
         return pd.DataFrame(columns=RESULT_COLUMNS)
-    frames = [_read_csv(f) for f in files]
     df = pd.concat(frames, ignore_index=True)
     df = df.sort_values(["finished_at", "run_id"], kind="stable")
     df = df.drop_duplicates(KEY_COLUMNS + ["device_name"], keep="last")

@@ -180,6 +180,13 @@ def _ratio(value) -> str:
     return "" if pd.isna(value) else f"{value:.2f}"
 
 
+def runs_and_commits(group: pd.DataFrame) -> str:
+    """Each run of the rows with its own commit: rows of one table can come from several runs at several commits."""
+    pairs = sorted({(str(run), str(commit or "")[:10]) for run, commit in zip(group["run_id"], group["git_commit"])})
+    named = [f"{run} (commit {commit or 'unrecorded'})" for run, commit in pairs]
+    return ("run " if len(named) == 1 else "runs ") + ", ".join(named)
+
+
 def groups(table: pd.DataFrame):
     """(title, footnote, rows) per device, precision and execution setting, 3D before 2D."""
     for (device_name, dtype, exec_mode, channels_last), group in table.groupby(
@@ -190,10 +197,9 @@ def groups(table: pd.DataFrame):
         memory = ("CUDA peak allocated" if first["memory_kind"] == "cuda_allocated"
                   else "rise of process peak RSS during the step")
         title = f"{first['device'].upper()}: {device_name}, {dtype}, {exec_mode}{', channels-last' if channels_last else ''}"
-        runs = ", ".join(sorted(group["run_id"].unique()))
         footnote = (f"Measured on {device_name} ({first['device']}), torch {first['torch']}"
-                    f"{', CUDA ' + first['cuda'] if first['cuda'] else ''}, {int(first['threads'])} threads, "
-                    f"commit {first['git_commit'][:10]}; run {runs}. Throughput (samples/s) is from steps issued "
+                    f"{', CUDA ' + first['cuda'] if first['cuda'] else ''}, {int(first['threads'])} threads; "
+                    f"{runs_and_commits(group)}. Throughput (samples/s) is from steps issued "
                     f"back to back; latency is the median synchronized step; in brackets the 95% bootstrap interval "
                     f"of the median from the raw samples (details.jsonl; {DRAWS} resamples), where a row kept at least "
                     f"{MIN_INTERVAL_SAMPLES} of them (throughput blocks, latency rounds); "

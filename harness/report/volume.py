@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.report.plots import colours, save_figure  # noqa: E402
+from harness.report.tables import runs_and_commits  # noqa: E402
 from harness.store.schema import SOURCE_LABELS  # noqa: E402
 
 VOLUME_MODE = "volume"
@@ -84,10 +85,9 @@ def groups(volumes: pd.DataFrame):
                   else "rise of the process's peak RSS during one whole volume")
         title = (f"{first['device'].upper()}: {first['device_name']}, {first['dtype']}, {first['exec_mode']}"
                  f"{', channels-last' if _flag(first['channels_last']) else ''}")
-        runs = ", ".join(sorted(rows["run_id"].unique()))
         footnote = (f"Measured on {first['device_name']} ({first['device']}), torch {first['torch']}"
-                    f"{', CUDA ' + first['cuda'] if first['cuda'] else ''}, {int(first['threads'])} threads, commit "
-                    f"{first['git_commit'][:10]}; run {runs}. One step is one whole volume through "
+                    f"{', CUDA ' + first['cuda'] if first['cuda'] else ''}, {int(first['threads'])} threads; "
+                    f"{runs_and_commits(rows)}. One step is one whole volume through "
                     f"monai.inferers.sliding_window_inference: s/volume is the median synchronized volume with the "
                     f"interquartile range, volumes/s and Mvox/s (input voxels) come from volumes issued back to back; "
                     f"the stitch fraction is the share of the volume time outside the network (the windows' own "

@@ -6,7 +6,12 @@ of the run that measured it. A configuration measured twice is refused with the 
 ``allow_mixed_machines``: their numbers are not comparable. The merged folder holds ``results.csv``,
 ``details.jsonl`` (the kept rows' lines), ``environment.json`` (``merged_from``: every source run with its
 environment and options) and each source's pytest-benchmark JSON as ``benchmark.<run-id>[.k].json``.
-Nothing is written when the merge is refused.
+Nothing is written when the merge is refused, and no partial folder is left behind: every source run is read
+(``harness.store.load.read_run``: a damaged one is an InputFileError, exit 2) before anything is written, and
+the merged folder is built in a temporary folder beside ``out`` and renamed into place at the end.
+
+``expected_keys`` (the planned configurations, as ``BenchSpec.key``/``row_key`` tuples) holds the merged rows
+against a plan: ``MergeResult.missing`` lists the planned keys with no row, a finding like a failed row.
 """
 from __future__ import annotations
 
@@ -15,14 +20,15 @@ import io
 import json
 import os
 import shutil
+import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.options import OptionError
+from harness.options import EXIT_FINDING, EXIT_OK, InputFileError, OptionError
 from harness.bench.machine import MACHINE_FACTS, PER_SHARD_FACTS, machine_of
-from harness.bench.spec import BenchSpec
-from harness.store.csvfile import read_rows
+from harness.store.load import StoredRun, read_run
 from harness.store.schema import RESULT_COLUMNS, is_refusal, row_key
 
 MERGED_FILES = ("results.csv", "details.jsonl", "environment.json")
@@ -36,6 +42,12 @@ class MergeResult:
     duplicates: int  # configurations measured more than once (kept: the latest)
     warnings: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()  # configurations whose measurement failed (error rows that are not refusals)
+    missing: tuple[tuple, ...] = ()  # planned configurations (expected_keys) with no row in any run
+
+    @property
+    def status(self) -> int:
+        """1 (a finding) when a configuration failed or a planned one has no row; else 0."""
+        return EXIT_FINDING if self.failed or self.missing else EXIT_OK
 
 
 def _machine(row: dict) -> tuple:
@@ -49,16 +61,24 @@ def _describe(keys) -> str:
     return "; ".join(shown) + more
 
 
-def read_runs(folders: list[Path]) -> tuple[list[dict], list[str]]:
-    """Every complete row of every run, tagged with its run folder; warnings for torn last records."""
-    rows, warnings = [], []
+def describe_key(key: tuple) -> str:
+    """A configuration key as a reader names it: model, shape, batch, mode, device, precision (and the rest
+    where they differ from the defaults)."""
+    model, overrides, shape, batch, mode, device, precision, *rest = key
+    extra = [str(v) for v in rest if v not in (False, "eager", "", 0, 0.0)]
+    return " ".join([model, shape, f"b{batch}", mode, device, precision] + ([overrides] if overrides else []) + extra)
+
+
+def read_runs(folders: list[Path]) -> tuple[list[dict], list[str], dict[str, StoredRun]]:
+    """Every complete row of every run, tagged with its run folder; warnings for dropped lines; the runs.
+    A damaged run raises InputFileError before anything is written."""
+    rows, warnings, runs = [], [], {}
     for folder in folders:
-        contents = read_rows(folder / "results.csv")
-        if contents.torn:
-            warnings.append(f"{folder}: left out a torn last record (an interrupted run; resume it to measure "
-                            f"that configuration again)")
-        rows += [{**row, "__run": str(folder)} for row in contents.rows]
-    return rows, warnings
+        run = read_run(folder)
+        runs[str(folder)] = run
+        warnings += run.warnings
+        rows += [{**row, "__run": str(folder)} for row in run.rows]
+    return rows, warnings, runs
 
 
 def choose(rows: list[dict], keep: str | None) -> tuple[list[dict], set]:
@@ -69,7 +89,7 @@ def choose(rows: list[dict], keep: str | None) -> tuple[list[dict], set]:
         key = row_key(row)
         if key in chosen:
             duplicates.add(key)
-            if row["finished_at"] >= chosen[key]["finished_at"]:
+            if row.get("finished_at", "") >= chosen[key].get("finished_at", ""):
                 chosen[key] = row
         else:
             chosen[key] = row
@@ -93,18 +113,6 @@ def check_machines(rows: list[dict], allow_mixed: bool) -> None:
                           f"--allow-mixed-machines to merge them anyway (each row keeps its own environment).")
 
 
-def _details(folder: Path) -> dict[tuple, str]:
-    """A run's details lines by configuration (the last line wins: a resumed run re-measured it)."""
-    path = folder / "details.jsonl"
-    lines = {}
-    for line in (path.read_text().splitlines() if path.exists() else []):
-        try:
-            lines[BenchSpec.from_record(json.loads(line)["spec"]).key] = line
-        except (json.JSONDecodeError, KeyError):
-            continue  # torn by an interruption
-    return lines
-
-
 def _csv_text(rows: list[dict]) -> str:
     extra = [c for c in dict.fromkeys(c for row in rows for c in row) if c not in RESULT_COLUMNS and c != "__run"]
     out = io.StringIO(newline="")
@@ -114,11 +122,8 @@ def _csv_text(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def _environment(folders: list[Path]) -> dict:
-    sources = []
-    for folder in folders:
-        path = folder / "environment.json"
-        sources.append({"run_id": folder.name, **(json.loads(path.read_text()) if path.exists() else {})})
+def _environment(folders: list[Path], runs: dict[str, StoredRun]) -> dict:
+    sources = [{"run_id": folder.name, **runs[str(folder)].record} for folder in folders]
     first = sources[0] if sources else {}
     return {"environment": first.get("environment", {}), "options": first.get("options", {}),
             "merged_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "merged_from": sources}
@@ -133,34 +138,87 @@ def _write(path: Path, text: str) -> None:
 def require_mergeable(folders: list[Path], out: Path) -> None:
     missing = [str(f) for f in folders if not (f / "results.csv").is_file()]
     if missing:
-        raise OptionError(f"no results.csv in {', '.join(missing)}: nothing to merge from there. Way out: give run "
-                          f"folders (or run ids under the runs root) that hold a results.csv.")
+        raise InputFileError(f"no results.csv in {', '.join(missing)}: nothing to merge from there. Way out: give "
+                             f"run folders (or run ids under the runs root) that hold a results.csv.")
     if out.resolve() in {f.resolve() for f in folders}:
         raise OptionError(f"--out {out} is one of the runs being merged. Way out: merge into a new folder.")
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out} is a file, not a folder. Way out: give a new folder for the merged run.")
     env = out / "environment.json"
-    if env.is_file() and "merged_from" not in json.loads(env.read_text()):
-        raise OptionError(f"--out {out} holds a measured run, which a merge would overwrite. Way out: choose "
-                          f"another --out.")
+    if env.is_file():
+        try:
+            merged_before = "merged_from" in json.loads(env.read_text())
+        except (OSError, ValueError, TypeError):
+            merged_before = False
+        if not merged_before:
+            raise OptionError(f"--out {out} holds a measured run (or a damaged one), which a merge would overwrite. "
+                              f"Way out: choose another --out.")
+    probe = out.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as error:
+        raise _unwritable(out, error) from None
 
 
-def merge(folders: list[Path], out: Path, keep: str | None = None, allow_mixed_machines: bool = False) -> MergeResult:
+def _unwritable(out: Path, error: OSError) -> OptionError:
+    return OptionError(f"--out {out}: cannot be created or written ({getattr(error, 'strerror', None) or error}). "
+                       f"Way out: choose an --out under a folder you can write to.")
+
+
+def _build(folder: Path, folders: list[Path], runs: dict[str, StoredRun], kept: list[dict]) -> None:
+    """Write the merged run into ``folder`` (a fresh temporary folder)."""
+    lines = [runs[row["__run"]].details.get(row_key(row)) for row in kept]
+    _write(folder / "details.jsonl", "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines if line))
+    _write(folder / "environment.json", json.dumps(_environment(folders, runs), indent=2, sort_keys=True) + "\n")
+    for source in folders:
+        for raw in sorted(source.glob("benchmark*.json")):
+            shutil.copyfile(raw, folder / raw.name.replace("benchmark", f"benchmark.{source.name}", 1))
+    _write(folder / "results.csv", _csv_text(kept))  # last: the CSV is what makes the folder a run
+
+
+def _put_in_place(built: Path, out: Path) -> None:
+    """A new ``out``: the built folder renamed to it. An existing one (a sweep's folder holding its launch
+    manifest, a previous merge): the built files moved in one by one, results.csv last; other files stay."""
+    if not out.exists():
+        os.replace(built, out)
+        return
+    names = sorted((p.name for p in built.iterdir()), key=lambda name: name == "results.csv")
+    for name in names:
+        os.replace(built / name, out / name)
+    built.rmdir()
+
+
+def merge(folders: list[Path], out: Path, keep: str | None = None, allow_mixed_machines: bool = False,
+          expected_keys: list[tuple] | None = None) -> MergeResult:
+    """Merge ``folders`` into ``out`` (see the module docstring). ``expected_keys``: the planned configurations
+    (``BenchSpec.key`` tuples); those with no row come back in ``MergeResult.missing``. Raises OptionError
+    (InputFileError for a damaged run) before anything is written."""
     folders, out = [Path(f) for f in folders], Path(out)
     require_mergeable(folders, out)
-    rows, warnings = read_runs(folders)
+    rows, warnings, runs = read_runs(folders)
     kept, duplicates = choose(rows, keep)
     check_machines(kept, allow_mixed_machines)
-    out.mkdir(parents=True, exist_ok=True)
-    details = {str(f): _details(f) for f in folders}
-    lines = [details[row["__run"]].get(row_key(row)) for row in kept]
-    _write(out / "details.jsonl", "".join(line + "\n" for line in lines if line))
-    _write(out / "environment.json", json.dumps(_environment(folders), indent=2, sort_keys=True) + "\n")
-    for folder in folders:
-        for raw in sorted(folder.glob("benchmark*.json")):
-            shutil.copyfile(raw, out / raw.name.replace("benchmark", f"benchmark.{folder.name}", 1))
-    _write(out / "results.csv", _csv_text(kept))  # last: the CSV is what makes the folder a run
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        built = Path(tempfile.mkdtemp(prefix=f".{out.name}.merging-", dir=out.parent))
+    except OSError as error:
+        raise _unwritable(out, error) from None
+    try:
+        _build(built, folders, runs, kept)
+        _put_in_place(built, out)
+    except BaseException:
+        shutil.rmtree(built, ignore_errors=True)
+        raise
     failed = tuple(f"{r['model']} {r['input_shape']} b{r['batch']} {r['mode']}: {r['error']}" for r in kept
                    if r.get("error") and not is_refusal(r))
-    return MergeResult(out, len(kept), len(folders), len(duplicates), tuple(warnings), failed)
+    have = {row_key(row) for row in kept}
+    missing = tuple(key for key in dict.fromkeys(map(tuple, expected_keys or ())) if key not in have)
+    return MergeResult(out, len(kept), len(folders), len(duplicates), tuple(warnings), failed, missing)
 
 
 def add_merge_command(sub) -> None:
@@ -185,11 +243,23 @@ def run_merge_command(args) -> int:
 
     try:
         result = merge([_resolve(r, args.runs_root) for r in args.runs], _resolve(args.out, args.runs_root),
-                       keep=args.keep, allow_mixed_machines=args.allow_mixed_machines)
+                       keep=args.keep, allow_mixed_machines=args.allow_mixed_machines,
+                       expected_keys=getattr(args, "expected_keys", None))
     except OptionError as error:
         return report(error)
     for warning in result.warnings:
-        print(f"warning: {warning}")
+        print(f"warning: {warning}", file=sys.stderr)
     repeated = f"; {result.duplicates} configuration(s) measured twice, the later row kept" if result.duplicates else ""
     print(f"merged {result.runs} run(s) into {result.folder}: {result.rows} configuration(s){repeated}")
-    return 0
+    if result.failed:
+        print(f"finding: {len(result.failed)} configuration(s) failed to measure (error rows): "
+              f"{'; '.join(result.failed[:5])}{' ...' if len(result.failed) > 5 else ''}", file=sys.stderr)
+    if result.missing:
+        print(f"finding: {len(result.missing)} planned configuration(s) have no row in any run: "
+              f"{_describe_keys(result.missing)}", file=sys.stderr)
+    return result.status
+
+
+def _describe_keys(keys, shown: int = 10) -> str:
+    names = [describe_key(key) for key in keys]
+    return "; ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")

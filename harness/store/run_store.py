@@ -58,6 +58,7 @@ def to_row(m: Measurement, env: dict, run_id: str) -> dict:
         "unsupported_ops": " ".join(work.unsupported_ops) if work else "",
         "output_shape": shape_text(m.output_shape) if m.output_shape else "",
         "max_batch": "" if m.max_batch is None else m.max_batch, "error": m.error,
+        "predicted_max_batch": "" if m.predicted_max_batch is None else m.predicted_max_batch,
     }
     row.update({k: env.get(k, "") for k in ENV_COLUMNS})
     row.update(run_id=run_id, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -80,6 +81,8 @@ def _volume_columns(m: Measurement) -> dict:
         "volume_s": _round(m.volume_s, 6), "volume_iqr_s": _round(m.volume_iqr_s, 6),
         "volumes_per_s": _round(m.volumes_per_s, 6), "mvox_per_s": _round(m.mvox_per_s, 5),
         "stitch_fraction": _round(m.stitch_fraction, 4), "volume_gflop": _round(m.step_gflop, 3),
+        "stitch_fraction_low": _round(m.stitch_interval and m.stitch_interval[0], 4),
+        "stitch_fraction_high": _round(m.stitch_interval and m.stitch_interval[1], 4),
         "volume_padded": m.volume_padded, "sw_batch_best": "" if m.sw_batch_best is None else m.sw_batch_best,
         # gmacs: fvcore MACs of one sample's forward passes, and one sample is one volume: every window's
         "gmacs": _round(m.work.macs * passes / 1e9, 6) if m.work and passes else "",

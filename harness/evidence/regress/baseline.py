@@ -1,15 +1,16 @@
 """A committed run as ``regress`` reads it (its valid measurements and their latency samples, keyed by
-``BenchSpec.key``; its machine), and which committed run to compare with when none is named."""
+``BenchSpec.key``; its machine), and which committed run to compare with when none is named. The run is
+read by the store's one loader (``harness.store.load.read_run``): a damaged run raises InputFileError (exit 2),
+dropped lines are warned about on stderr."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness.bench.machine import comparable_machines
 from harness.bench.spec import BenchSpec
 from harness.evidence.regress.tree import REPO
-from harness.store.csvfile import read_rows
-from harness.store.schema import measured_fine, row_key
+from harness.store.load import read_run
+from harness.store.schema import measured_fine
 
 
 class Baseline:
@@ -17,33 +18,26 @@ class Baseline:
     configurations it holds only as an error or a not-warm row, their synchronized-step samples, its machine."""
 
     def __init__(self, run: Path, device: str):
-        self.run = run
+        self.run = Path(run)
+        stored = read_run(self.run)
+        stored.warn()
         self.rows: dict[tuple, dict] = {}
         self.invalid: dict[tuple, str] = {}
         self.device_rows = 0
-        for row in read_rows(run / "results.csv").rows:
-            if row.get("device", device) != device:
+        for key, row in stored.keyed():
+            if row["device"] != device:
                 continue
             self.device_rows += 1
-            key = row_key({"overrides": "", "dtype": "fp32", "channels_last": "False", "device": device, **row})
             if measured_fine(row):
                 self.rows[key] = row
                 self.invalid.pop(key, None)
             elif key not in self.rows:
                 self.invalid[key] = (f"error {row['error'][:80]!r}" if row.get("error") else
                                      "not warm (no settled warm-up; or a run too old to record it)")
-        self.samples: dict[tuple, list[float]] = {}
-        details = run / "details.jsonl"
-        for line in details.read_text().splitlines() if details.exists() else ():
-            record = json.loads(line)
-            # synchronized steps: what the comparison times now (older runs: times_s)
-            times = record.get("latency_s", record.get("times_s"))
-            if times:
-                self.samples[BenchSpec.from_record(record["spec"]).key] = times
-        try:
-            self.env = json.loads((run / "environment.json").read_text())["environment"]
-        except (OSError, ValueError, KeyError):
-            self.env = {}
+        # synchronized steps: what the comparison times now (older runs: times_s)
+        self.samples: dict[tuple, list[float]] = {key: stored.samples(key)["latency_s"] for key in stored.details
+                                                  if stored.samples(key)["latency_s"]}
+        self.env = stored.environment
 
     def why_not(self, key: tuple) -> str | None:
         """None when the run holds a valid, timed measurement of ``key``; else why not."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -14,16 +15,18 @@ from harness.catalog.user import register_reference
 from harness.evidence.regress.checks import against_baseline, against_ref, deterministic_only, update_facts
 from harness.evidence.regress.render import print_report
 from harness.evidence.regress.results import EXIT_OK
-from harness.options import OptionError, require_device, require_fraction, require_positive
+from harness.evidence.regress.tree import resolve_ref
+from harness.options import EXIT_CODES_HELP, OptionError, require_device, require_fraction, require_positive
 from harness.options import report as report_option_error
+from harness.store.load import read_run
 from harness.store.schema import RESULTS_ROOT, RUNS_ROOT
 
 OUT = RESULTS_ROOT / "regress" / "latest.json"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness.evidence.regress", description=package.__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m harness regress", description=package.__doc__,
+                                epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--against", metavar="REF", help="git ref to compare the working tree with")
     p.add_argument("--baseline", metavar="RUN_DIR", help="committed run to compare with (default: the run from this "
                    "machine holding the most of the planned configurations)")
@@ -68,6 +71,29 @@ def check_options(args) -> None:
     if args.baseline and not (Path(args.baseline) / "results.csv").is_file():
         raise OptionError(f"--baseline {args.baseline}: no results.csv there. Way out: give a run folder "
                           f"under {args.runs_root}, or leave --baseline out to choose one from there.")
+    if args.baseline:
+        read_run(args.baseline)  # a damaged baseline: InputFileError, before any model is built
+    if args.against:
+        args.against_commit = resolve_ref(args.against)
+    require_writable_file("--out", args.out)
+
+
+def require_writable_file(option: str, path: Path) -> None:
+    """Refuse an output file whose folder cannot be created or written, before anything is measured."""
+    path = Path(path)
+    if path.is_dir():
+        raise OptionError(f"{option} {path}: a folder, not a file. Way out: give a file name, e.g. {OUT}.")
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as error:
+        raise OptionError(f"{option} {path}: cannot be written ({getattr(error, 'strerror', None) or error}). "
+                          f"Way out: give a path in a folder you can write to (default {OUT}).") from None
 
 
 def main(argv=None) -> int:
@@ -79,12 +105,15 @@ def main(argv=None) -> int:
     if args.update_facts:
         print(f"wrote {update_facts(args.names)}")
         return EXIT_OK
-    if args.deterministic_only:
-        result = deterministic_only(args)
-    elif args.against:
-        result = against_ref(args)
-    else:
-        result = against_baseline(args)
+    try:
+        if args.deterministic_only:
+            result = deterministic_only(args)
+        elif args.against:
+            result = against_ref(args)
+        else:
+            result = against_baseline(args)  # a damaged committed run under --runs-root: InputFileError
+    except OptionError as error:
+        return report_option_error(error)
     status = print_report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result.record(), indent=1, sort_keys=True, default=str) + "\n")
