@@ -55,6 +55,26 @@ if [[ "${1:-}" == memory ]]; then
     exit 0
 fi
 
+# Issue 26 (docs/repro.md): reproducible training on CUDA. `scripts/gpu_checks.sh repro` runs these steps INSTEAD of
+# the steps below: run-to-run (two fresh processes, 3 steps), deterministic mode (run or raise, naming the operator;
+# its cost in 10 interleaved rounds; two runs bitwise equal) held against the CPU's prediction (a disagreement is a
+# finding, exit 1), and the settings (threads, channels-last, bf16, cudnn.benchmark, batch invariance) for
+# REPRO_MODELS at 32³ (2D: 64²), batch 2; then torch.compile for unet3d alone. NOT YET RUN ON A GPU: its time on an
+# H100/H200 is unmeasured (each check starts fresh processes; compile costs about a minute per step kind).
+if [[ "${1:-}" == repro ]]; then
+    step repro python -m harness repro --device cuda --models "${REPRO_MODELS:-unet2d,unet3d,unet3d-trilinear,unet3d-resnet50}" \
+        --size 32 --steps 3 --rounds 10 --run-id "gpu-repro"
+    step repro-compile python -m harness repro --device cuda --models unet3d --size 32 --checks settings \
+        --settings compile --compile --predict none --run-id "gpu-repro-compile"
+    if ((${#failed[@]} > 0)); then
+        printf -v names '%s, ' "${failed[@]}"
+        echo "gpu_checks repro: ${#failed[@]} of ${steps} steps failed: ${names%, }" >&2
+        exit 1
+    fi
+    echo "gpu_checks repro: all ${steps} steps passed"
+    exit 0
+fi
+
 # 1. The timer against an independent back-to-back loop, on the four configurations where a synchronized
 #    step had disagreed (target: every ratio within 2%; the ratios are in results/validation-cuda.json).
 step validate python -m harness.evidence.validate --device cuda

@@ -195,6 +195,31 @@ def test_the_predicted_largest_batch_stops_where_the_envelope_refuses(monkeypatc
     assert run.predict_max_batch(CUDA_SPEC, total_mb=10 ** 6, peak_mb=lambda spec: float(spec.batch)) == 9
 
 
+def test_both_searches_start_from_the_smallest_batch_the_envelope_accepts(monkeypatch):
+    """Training a ResNet-encoder UNet at a small patch refuses batch 1 (layer4's BatchNorm): that is no reason
+    to report that nothing fits."""
+    monkeypatch.setattr(run, "resolve", lambda spec: SimpleNamespace(spec=spec, refusal="unsupported: BatchNorm" if
+                                                                     spec.batch < 2 else ""))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    tried: list[int] = []
+    monkeypatch.setattr(run, "prepare", lambda config, device=None: FakeOOMWorkload(config.spec.batch, 5, tried))
+    assert run.find_max_batch(CUDA_SPEC, limit=64) == 5 and min(tried) == 2
+    assert run.predict_max_batch(CUDA_SPEC, total_mb=7.0, peak_mb=lambda spec: float(spec.batch)) == 7
+
+
+def test_the_predicted_largest_batch_agrees_with_the_memory_model_at_its_edge():
+    """The real memory model (fake tensors on the CPU): the answer fits and the next batch does not."""
+    from dataclasses import replace
+
+    from harness.bench.memory_model import predict_peak_memory
+
+    spec = BenchSpec("unet2d", (1, 32, 32), 2, "train", device="cuda", overrides="base_c=4")
+    found = run.predict_max_batch(spec, total_mb=40.0)
+    assert found is not None and found > 1
+    assert predict_peak_memory(replace(spec, batch=found)).peak_mb <= 40.0 < \
+        predict_peak_memory(replace(spec, batch=found + 1)).peak_mb
+
+
 def test_the_row_carries_both_largest_batches(tmp_path):
     from harness.store.run_store import RunStore
 

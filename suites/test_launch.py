@@ -233,6 +233,19 @@ def test_cudnn_benchmark_is_part_of_the_key_and_old_rows_without_it_keep_theirs(
 def test_a_shard_with_nothing_to_measure_has_finished():
     from harness.launch.plan import SweepPlan, describe_exit
 
-    plan = SweepPlan("sw", Path("/nonexistent"), 2, [], {}, status={"0": {"returncode": 5, "attempts": 1},
-                                                                   "1": {"returncode": 3, "attempts": 1}})
-    assert plan.pending() == [1] and "nothing measured" in describe_exit(5)
+    plan = SweepPlan("sw", Path("/nonexistent"), 3, [], {}, status={"0": {"returncode": 3, "attempts": 1},
+                                                                   "1": {"returncode": 4, "attempts": 1},
+                                                                   "2": {"returncode": -9, "attempts": 1}})
+    assert plan.pending() == [1, 2] and "nothing measured" in describe_exit(3) and "unexpected" in describe_exit(4)
+
+
+def test_a_merged_sweep_of_refusals_only_is_nothing_to_judge(tmp_path):
+    from harness.launch.__main__ import nothing_measured
+
+    store = RunStore(tmp_path / "run")
+    spec = BenchSpec("unet2d", (1, 32, 32), 2, "inference")
+    store.append(Measurement(spec, error="unsupported: base_c must be at least 1"), ENV)
+    assert nothing_measured(store.csv_path) and nothing_measured(tmp_path / "none.csv")
+    store.append(Measurement(BenchSpec("unet2d", (1, 32, 32), 2, "train"), latency_s=(0.01,), block_s=(0.01,),
+                             block_steps=1, warmup_steps=1), ENV)
+    assert not nothing_measured(store.csv_path)

@@ -1,5 +1,7 @@
 """Reports from real (tiny) measurements: tables, plots, merging shards, byte-for-byte determinism."""
 import hashlib
+import shutil
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -13,10 +15,13 @@ from harness.store.run_store import RunStore
 
 
 def _sweep(run_dir, models):
+    """Real measurements, tiny: the UNets at 8 base channels (the article's 64 cost 20 times the seconds and
+    change nothing a report does with the rows)."""
     store, env = RunStore(run_dir), capture()
     for model, shape in models:
         for mode in ("inference", "train"):
-            store.append(measure(BenchSpec(model, shape, 2, mode, warmup=1, rounds=2, blocks=1)), env)
+            spec = BenchSpec(model, shape, 2, mode, warmup=1, rounds=2, blocks=1, overrides="base_c=8")
+            store.append(measure(spec), env)
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +43,35 @@ def test_shards_merge_into_one_table_with_ratios_against_unet3d(runs):
     assert table.loc["unet2d", "x_inference"] != table.loc["unet2d", "x_inference"]  # NaN: 2D has no 3D baseline
 
 
+def _measured_again(run, folder, later):
+    """``run`` as a run named after ``folder`` that finished ``later`` would hold it: the same measurements
+    (a second measurement would only cost a minute more), its own run_id and finish times."""
+    import csv
+    import io
+
+    shutil.copytree(run, folder)
+    text = (folder / "results.csv").read_text()
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    for row in rows:
+        finished = datetime.fromisoformat(row["finished_at"]) + later
+        row.update(run_id=folder.name, finished_at=finished.isoformat(timespec="seconds"))
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    (folder / "results.csv").write_text(buffer.getvalue(), newline="")
+    return folder
+
+
 def test_the_latest_row_wins_when_a_configuration_was_measured_twice(runs, tmp_path):
-    _sweep(tmp_path / "again", [("unet3d", (1, 16, 16, 16))])
-    results = load_results([runs, tmp_path / "again"])
+    # The later run given first: the finish time decides, not the order of the paths.
+    again = _measured_again(runs / "shard-a", tmp_path / "again", timedelta(minutes=1))
+    results = load_results([again, runs])
     unet3d = results[results["model"] == "unet3d"]
     assert len(unet3d) == 2 and set(unet3d["run_id"]) == {"again"}
+    earlier = _measured_again(runs / "shard-a", tmp_path / "earlier", timedelta(minutes=-1))
+    results = load_results([runs, earlier])
+    assert set(results[results["model"] == "unet3d"]["run_id"]) == {"shard-a"}
 
 
 def test_report_files_are_written_and_rebuild_byte_for_byte(runs, tmp_path, monkeypatch):
@@ -62,7 +91,6 @@ def test_report_files_are_written_and_rebuild_byte_for_byte(runs, tmp_path, monk
 # --- from a committed run: stale files, each run's own commit ------------------------------------------
 
 from pathlib import Path  # noqa: E402
-import shutil  # noqa: E402
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "runs" / "20261126T051742Z-cpu-compare"
 

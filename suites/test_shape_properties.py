@@ -2,6 +2,7 @@
 import pytest
 from hypothesis import assume, event, given, note
 from hypothesis import strategies as st
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 import strategies as S
 from harness import get_variant, list_models
@@ -51,10 +52,14 @@ def test_resnet_stages_match_the_unet_encoder_exactly_when_sizes_are_multiples_o
 @given(S.input_shapes(spatial_dims=3, channels=1, max_size=20, max_elements=20 ** 3),
        st.sampled_from(["resnet50-3d", "unet3d-resnet50"]), S.MODES)
 def test_shortcut_types_a_and_b_agree_in_shape(shape, name, mode):
+    """On fake tensors (PyTorch's shape checks without arithmetic, like meta, but shortcut A's CPU zeros are
+    fake too): 4 to 15 times faster than real ones, no weights drawn. That each shortcut runs for real with the predicted shapes
+    is test_envelope's ``test_resnet3d_envelope_is_exact`` and ``test_resnet_encoder_envelope_is_exact``."""
     assume(check(name, shape, mode=mode).supported)
     overrides = {"layers": [1, 1, 1, 1]}
-    out_a = run_once(name, shape, {**overrides, "shortcut_type": "A"}, mode)
-    out_b = run_once(name, shape, {**overrides, "shortcut_type": "B"}, mode)
+    with FakeTensorMode():
+        out_a = run_once(name, shape, {**overrides, "shortcut_type": "A"}, mode)
+        out_b = run_once(name, shape, {**overrides, "shortcut_type": "B"}, mode)
     assert out_a == out_b
 
 

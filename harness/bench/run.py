@@ -181,8 +181,9 @@ STEADY_STEPS = 2
 
 def find_max_batch(spec: BenchSpec, limit: int = 4096) -> int | None:
     """The largest batch up to ``limit`` whose steady-state step fits in GPU memory (each tried batch runs
-    ``STEADY_STEPS`` steps, optimizer state included; doubling, then bisection); ``limit`` itself when it fits
-    (no batch above it is ever tried), None when not even batch 1 fits. Out of memory means "does not fit";
+    ``STEADY_STEPS`` steps, optimizer state included; from the smallest batch the envelope accepts, steps of 1,
+    2, 4, ..., then bisection); ``limit`` itself when it fits (no batch above it is ever tried), None when not
+    even that smallest batch fits. Out of memory means "does not fit";
     any other error propagates (``with_max_batch`` makes it the row's error). CUDA only: on the CPU running
     out of memory ends the process instead of raising."""
     if spec.device != "cuda":
@@ -206,15 +207,24 @@ def find_max_batch(spec: BenchSpec, limit: int = 4096) -> int | None:
             workload = None
             torch.cuda.empty_cache()
 
-    return largest(fits, limit)
+    first = smallest_batch(spec)
+    return largest(fits, limit, start=first, first=first)
 
 
-def largest(fits: Callable[[int], bool], limit: int, start: int = 1) -> int | None:
-    """The largest n in [1, limit] with ``fits(n)``, for a ``fits`` that holds up to some n and fails above it;
-    None when ``fits(1)`` fails. Tries ``start`` first (a guess), then steps away from it by 1, 2, 4, ... until
-    the answer is bracketed, then bisects: logarithmic in the distance from the guess; nothing above ``limit``
-    is tried."""
-    start = max(1, min(start, limit))
+def smallest_batch(spec: BenchSpec, most: int = 16) -> int:
+    """The smallest batch from 1 up that the envelope accepts (training a network whose deepest BatchNorm sees
+    one value per channel needs 2); 1 when none up to ``most`` is (the search then finds nothing)."""
+    return next((b for b in range(1, most + 1) if not resolve(replace(spec, batch=b)).refusal), 1)
+
+
+def largest(fits: Callable[[int], bool], limit: int, start: int = 1, first: int = 1) -> int | None:
+    """The largest n in [first, limit] with ``fits(n)``, for a ``fits`` that holds from ``first`` up to some n
+    and fails above it; None when ``fits(first)`` fails. Tries ``start`` first (a guess), then steps away from
+    it by 1, 2, 4, ... until the answer is bracketed, then bisects: logarithmic in the distance from the guess;
+    nothing outside [first, limit] is tried."""
+    if first > limit:
+        return None
+    start = max(first, min(start, limit))
     step = 1
     if fits(start):
         low = start  # the answer lies at or above start
@@ -230,9 +240,9 @@ def largest(fits: Callable[[int], bool], limit: int, start: int = 1) -> int | No
     else:
         high = start  # the answer lies below start
         while True:
-            if high == 1:
+            if high == first:
                 return None
-            candidate = max(1, start - step)
+            candidate = max(first, start - step)
             if fits(candidate):
                 low = candidate
                 break
@@ -254,8 +264,9 @@ def predict_max_batch(spec: BenchSpec, total_mb: float | None = None, limit: int
                       peak_mb: Callable[[BenchSpec], float] | None = None) -> int | None:
     """The largest batch up to ``limit`` whose step the memory model (``harness.bench.memory_model
     .predict_peak_memory``: the steady-state step, optimizer state included) predicts to fit in ``total_mb``
-    (default: the device's total memory, no margin: the measured search's counterpart); None when not even batch
-    1 does. A batch the envelope refuses does not fit. The first guess extrapolates batches 1 and 2 linearly
+    (default: the device's total memory, no margin: the measured search's counterpart); None when not even the
+    smallest batch the envelope accepts does. A batch the envelope refuses does not fit. The first guess
+    extrapolates the smallest two batches linearly
     (activations grow with the batch, the model's weights and state do not), so a search takes a few traces."""
     if peak_mb is None:
         from harness.bench.memory_model import predict_peak_memory
@@ -271,9 +282,10 @@ def predict_max_batch(spec: BenchSpec, total_mb: float | None = None, limit: int
         return known[batch]
 
     fits = lambda batch: predicted(batch) <= total  # noqa: E731
-    if not fits(1):
+    first = smallest_batch(spec)
+    if first > limit or not fits(first):
         return None
-    guess = 1
-    if limit >= 2 and math.isfinite(predicted(2)) and predicted(2) > predicted(1):
-        guess = int((total - predicted(1)) / (predicted(2) - predicted(1))) + 1
-    return largest(fits, limit, start=guess)
+    guess = first
+    if limit > first and math.isfinite(predicted(first + 1)) and predicted(first + 1) > predicted(first):
+        guess = int((total - predicted(first)) / (predicted(first + 1) - predicted(first))) + first
+    return largest(fits, limit, start=guess, first=first)

@@ -87,6 +87,9 @@ def check_pytest_args(pytest_args: list[str], runs_root: Path | None = None) -> 
                    *(["--runs-root", str(runs_root)] if runs_root is not None else [])]
         done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
                               env={**os.environ, PLANNED_KEYS_ENV: str(planned_file)})
+        if done.returncode in (EXIT_NOTHING, 5):  # collected nothing: no configuration to measure
+            raise OptionError(f"these options select no configuration to measure ({' '.join(pytest_args) or 'none'}). "
+                              f"Way out: check --profile, --models and --model (`python -m harness list`).")
         if done.returncode in (2, 3, 4):
             lines = [line for line in (done.stderr + done.stdout).splitlines() if "error" in line.lower()]
             reason = (lines or [f"pytest exit status {done.returncode}"])[-1].strip()

@@ -13,16 +13,17 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.options import OptionError
+from harness.options import EXIT_FINDING, EXIT_NOTHING, EXIT_OK, EXIT_UNEXPECTED, OptionError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = "launch.json"
 # The launcher's plan: a pytest session run with this variable set (to a file) and --collect-only writes there
 # every configuration it would measure, [spec key, row key] each, and opens no run (harness.pytest_plugin).
 PLANNED_KEYS_ENV = "HARNESS_PLANNED_KEYS"
-# pytest exit statuses of a session that ran to its end (1: a configuration failed or did not settle, its row is
-# recorded; 5: nothing measured: every configuration refused, or none dealt to this shard).
-FINISHED = (0, 1, 5)
+# Exit statuses of a shard (``python -m harness bench``, the one exit contract, harness.options) that ran to its
+# end: 0; 1 a configuration failed or did not settle (its row is recorded); 3 nothing measured (every
+# configuration refused, or none dealt to this shard; pytest's own 5, which the CLI reports as 3, is taken too).
+FINISHED = (EXIT_OK, EXIT_FINDING, EXIT_NOTHING, 5)
 
 
 def pytest_command(pytest_args: list[str]) -> list[str]:
@@ -128,6 +129,7 @@ def describe_exit(returncode: int | None) -> str:
         return "never started or its status was lost"
     if returncode < 0:
         return f"killed by signal {-returncode}"
-    return {0: "finished", 1: "finished, some configurations failed or did not settle", 2: "refused its options",
-            5: "finished, nothing measured (every configuration refused, or none in this shard)"}.get(
-        returncode, f"exit status {returncode}")
+    nothing = "finished, nothing measured (every configuration refused, or none in this shard)"
+    return {EXIT_OK: "finished", EXIT_FINDING: "finished, some configurations failed or did not settle",
+            2: "refused its options", EXIT_NOTHING: nothing, 5: nothing,
+            EXIT_UNEXPECTED: "stopped by an unexpected error (see its log)"}.get(returncode, f"exit status {returncode}")
