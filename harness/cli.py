@@ -59,7 +59,7 @@ COMMANDS = {c.name: c for c in (
             "envelope"),
     Command("check", "harness.cli:check_command", "will MODEL run this input? the output shape, or why not"),
     Command("bench", "harness.cli:bench", "the benchmark sweep (pytest with the packaged plugin)"),
-    Command("plan", "harness.evidence.plan:main", "what fits on a GPU, predicted on the CPU"),
+    Command("plan", "harness.planner.cli:main", "what fits on a GPU, predicted on the CPU"),
     Command("compare", "harness.evidence.compare:main", "two runs: ratios with intervals, verdicts, changed work "
             "(no torch)"),
     Command("report", "harness.report.__main__:main", "rebuild results/report/ from committed runs (no torch)"),

@@ -2,7 +2,8 @@
 # The GPU checks of issue 10 in one prepared run, for a machine with one CUDA GPU and its own torch
 # (the pure-Python tools installed beside it: fvcore, pytest-benchmark, pandas, matplotlib, hypothesis,
 # tabulate, jinja2, nvidia-ml-py). Everything lands in results/ to be committed with the rebuilt report.
-# Budget: about 12 minutes on an H200; pass MODELS to narrow the paper sweep.
+# Budget: HARNESS_GPU_BUDGET_S (default 600 s, under the 11 minutes of a 15-minute loan); MODELS narrows the best
+# preset's sweep, PAPER_MODELS the fp32 eager one (default: unet3d unet3d-resnet50).
 #
 # Every step runs even when an earlier one failed (a failing validation or a configuration whose
 # measurement fails its pytest test must not cost the other results, the claims or the report); the
@@ -75,32 +76,102 @@ if [[ "${1:-}" == repro ]]; then
     exit 0
 fi
 
-# 1. The timer against an independent back-to-back loop, on the four configurations where a synchronized
-#    step had disagreed (target: every ratio within 2%; the ratios are in results/validation-cuda.json).
-step validate python -m harness.evidence.validate --device cuda
-# 2. The faithful fp32 eager rows and the best preset (CUDA graphs + bf16 + channels-last) at the paper
-#    profile's points, as two runs of one sweep. A configuration whose measurement fails fails its test.
-step paper-fp32-eager python -m harness bench \
-    -q --profile paper --precision fp32 --models "$models" --run-id "gpu-paper-fp32-eager"
-step paper-best python -m harness bench \
-    -q --profile paper --exec-mode best --models "$models" --run-id "gpu-paper-best"
-# 2b. Whole-volume inference (issue 18, item 7): the volume profile (unet3d, unet3d-resnet50, nnunet-plain,
-#     monai-basicunet; 1x192x192x192 and 1x192x320x320 in 128³ windows, overlap 0.5, Gaussian, sw batch 1, 2, 4)
-#     at fp32 eager and with the best preset. Needs monai and dynamic-network-architectures beside torch (the GPU
-#     image has neither: carry them as wheels). NOT YET RUN ON A GPU: its time on an H200 is unmeasured, so the
-#     12-minute budget above does not yet account for it; VOLUME_MODELS narrows it (default: the profile's four).
-volume_models=(${VOLUME_MODELS:+--models "$VOLUME_MODELS"})
-step volume-fp32-eager python -m harness bench \
-    -q --profile volume --precision fp32 "${volume_models[@]}" --run-id "gpu-volume-fp32-eager"
-step volume-best python -m harness bench \
-    -q --profile volume --exec-mode best "${volume_models[@]}" --run-id "gpu-volume-best"
-# 3. Claims and the report from everything committed plus these runs.
-step claims python -m harness.evidence.claims
-step report python -m harness.report
+# The default run (issue 27, item 4): STAGES in value order for a short GPU loan (about 15 minutes, start-up
+# included, on an H100 or an H200), each writing its files (results/runs/<run-id>/) before the next starts, so
+# that a loan that ends early still brings back the most valuable evidence. A guard skips every stage that would
+# start with less than its estimate left of HARNESS_GPU_BUDGET_S (default 600 s) and stops a running one at the
+# budget (timeout; a killed sweep resumes with --resume); a summary of what ran, passed, failed and was skipped
+# ends the run. DRY_RUN=1 prints each stage's command and the budget decisions without running anything (a
+# simulated clock advances by each stage's estimate; suites/test_gpu_paths.py runs it on the CPU).
+# Missing packages (fvcore, monai, dynamic-network-architectures, nox) travel as wheels: scripts/build_wheels.sh
+# builds them here into wheelhouse/ (carry it with the device tool); stage 0 installs them with --no-index.
+#   0 wheels        pip install --no-index --find-links wheelhouse (when wheelhouse/ is there)
+#   1 validate      the timer against an independent back-to-back loop (results/validation-cuda.json)
+#   2 paper-fp32    the faithful fp32 eager paper rows (64³ first) of unet3d, then of unet3d-resnet50
+#   3 paper-best    the best preset (CUDA graphs + bf16 + channels-last) at the paper points
+#   4 memory        the memory rows (--profile memory: peers at 32-128³), the planner's prediction beside them
+#   5 repro         reproducibility checks (python -m harness repro), when the command exists
+#   6 volume        the volume profile at fp32 eager
+#   7 report        claims and the report (CPU only; always attempted while any budget is left)
+budget=${HARNESS_GPU_BUDGET_S:-600}
+dry=${DRY_RUN:-0}
+clock=0 # the simulated clock of a dry run
+reserve=30 # kept for claims and the report, which turn the measured stages into the report
+ran=()
+skipped=()
+elapsed() { if [[ "$dry" == 1 ]]; then echo "$clock"; else echo "$SECONDS"; fi; }
 
+# stage NAME ESTIMATE_S COMMAND...: run COMMAND when ESTIMATE_S fits in what is left of the budget, stopped at it.
+stage() {
+    local name=$1 estimate=$2 left status
+    shift 2
+    left=$((budget - $(elapsed)))
+    if ((left - reserve < estimate)); then
+        skipped+=("${name} (needs ~${estimate}s, ${left}s left)")
+        echo "== gpu_checks stage ${name}: SKIPPED, needs ~${estimate}s and ${left}s of ${budget}s are left"
+        return 0
+    fi
+    steps=$((steps + 1))
+    echo "== gpu_checks stage ${name} (~${estimate}s, ${left}s left): $*"
+    if [[ "$dry" == 1 ]]; then
+        clock=$((clock + estimate))
+        ran+=("${name}")
+        return 0
+    fi
+    timeout --signal=INT --kill-after=20 "$left" "$@"
+    status=$?
+    if ((status == 124 || status == 137)); then
+        failed+=("${name} (stopped at the budget)")
+        echo "== gpu_checks stage ${name} STOPPED at the budget (${budget}s); its run resumes with --resume" >&2
+    elif ((status != 0)); then
+        failed+=("${name} (exit ${status})")
+        echo "== gpu_checks stage ${name} FAILED with exit ${status}; going on" >&2
+    else
+        ran+=("${name}")
+    fi
+}
+
+# has_command NAME: python -m harness NAME exists (DRY_RUN_HAS="repro ..." stands in for it in a dry run).
+has_command() {
+    if [[ -n "${DRY_RUN_HAS+set}" ]]; then [[ " ${DRY_RUN_HAS} " == *" $1 "* ]]; return; fi
+    python -m harness --help 2>/dev/null | grep -qE "^  $1 "
+}
+
+if [[ -d wheelhouse ]]; then
+    stage wheels 30 python -m pip install -q --no-index --find-links wheelhouse \
+        fvcore monai dynamic-network-architectures nox
+fi
+stage validate 60 python -m harness.evidence.validate --device cuda
+for model in ${PAPER_MODELS:-unet3d unet3d-resnet50}; do
+    stage "paper-fp32-${model}" 90 python -m harness bench \
+        -q --profile paper --precision fp32 --models "$model" --run-id "gpu-paper-fp32-eager-${model}"
+done
+stage paper-best 120 python -m harness bench \
+    -q --profile paper --exec-mode best --models "$models" --run-id "gpu-paper-best"
+stage memory 120 python -m harness bench -q --profile memory --run-id "gpu-memory-peers"
+stage memory-plan 20 bash -c "mkdir -p results/runs/gpu-memory-peers && python -m harness plan --gpu '${PLAN_GPU:-h100}' --models 'unet3d*' --json \
+    > results/runs/gpu-memory-peers/plan-${PLAN_GPU:-h100}.json"
+if has_command repro; then
+    stage repro 120 python -m harness repro --device cuda --models "${REPRO_MODELS:-unet3d,unet3d-resnet50}" \
+        --size 32 --steps 3 --rounds 10 --run-id "gpu-repro"
+else
+    skipped+=("repro (python -m harness repro does not exist here)")
+    echo "== gpu_checks stage repro: SKIPPED, python -m harness repro does not exist here"
+fi
+volume_models=(${VOLUME_MODELS:+--models "$VOLUME_MODELS"})
+stage volume 150 python -m harness bench \
+    -q --profile volume --precision fp32 "${volume_models[@]}" --run-id "gpu-volume-fp32-eager"
+reserve=0
+stage claims 10 python -m harness.evidence.claims
+stage report 20 python -m harness.report
+
+echo "== gpu_checks summary (budget ${budget}s, $(elapsed)s used$([[ "$dry" == 1 ]] && echo ', dry run'))"
+echo "ran: ${ran[*]:-none}"
+printf 'skipped: %s\n' "${skipped[@]:-none}"
+printf 'failed: %s\n' "${failed[@]:-none}"
 if ((${#failed[@]} > 0)); then
     printf -v names '%s, ' "${failed[@]}"
-    echo "gpu_checks: ${#failed[@]} of ${steps} steps failed: ${names%, }" >&2
+    echo "gpu_checks: ${#failed[@]} of ${steps} stages failed: ${names%, }" >&2
     exit 1
 fi
-echo "gpu_checks: all ${steps} steps passed"
+echo "gpu_checks: all ${steps} stages passed${skipped:+ (${#skipped[@]} skipped)}"

@@ -211,7 +211,7 @@ def test_the_predicted_largest_batch_agrees_with_the_memory_model_at_its_edge():
     """The real memory model (fake tensors on the CPU): the answer fits and the next batch does not."""
     from dataclasses import replace
 
-    from harness.bench.memory_model import predict_peak_memory
+    from harness.memory import predict_peak_memory  # (importing the room registers its predictor)
 
     spec = BenchSpec("unet2d", (1, 32, 32), 2, "train", device="cuda", overrides="base_c=4")
     found = run.predict_max_batch(spec, total_mb=40.0)

@@ -1,5 +1,6 @@
 """One house: the import graph of ``harness`` has no circle and its arrows only go down (catalog <-
-envelope <- bench <- store/report/evidence/launch/pytest_plugin <- cli); the store and the reports load
+envelope <- bench <- store/memory <- report/evidence/launch/planner <- pytest_plugin <- cli; bench reaches the
+memory room only through the hook it holds, harness.bench.predictors); the store and the reports load
 without torch; one configuration is looked up once and checked once."""
 import ast
 import subprocess
@@ -13,8 +14,8 @@ HARNESS = REPO / "harness"
 # Each room's floor; a module may import its own room and rooms on lower floors. The base modules
 # (errors and constructor overrides) sit under everything.
 FLOORS = {"harness": 0, "harness.options": 0, "harness.overrides": 0, "harness.catalog": 1, "harness.envelope": 2,
-          "harness.bench": 3, "harness.store": 4, "harness.report": 5, "harness.evidence": 5, "harness.launch": 5,
-          "harness.pytest_plugin": 6, "harness.cli": 7, "harness.__main__": 8, "harness.stats": 0}
+          "harness.bench": 3, "harness.store": 4, "harness.memory": 4, "harness.repro": 4, "harness.report": 5, "harness.evidence": 5,
+          "harness.launch": 5, "harness.planner": 5, "harness.pytest_plugin": 6, "harness.cli": 7, "harness.__main__": 8, "harness.stats": 0}
 
 
 def _module_name(path: Path) -> str:

@@ -1,5 +1,5 @@
-"""Peak GPU memory predicted without a GPU (harness.bench.memory_model) and the planner (``python -m harness
-plan``, harness.evidence.plan):
+"""Peak GPU memory predicted without a GPU (the memory room, harness.memory) and the planner (``python -m harness
+plan``, harness.planner):
 
 - the committed H200 rows (harness/bench/data/memory_h200.csv, copied from issue 19 with their provenance)
   are predicted within 10%, and no live-tensor floor lies above its measured peak;
@@ -17,7 +17,9 @@ plan``, harness.evidence.plan):
 from __future__ import annotations
 
 import contextlib
+import os
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,11 +27,12 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from harness.bench import memory_model as mm
+from harness import memory as mm
+from harness.memory import workspace
 from harness.bench.spec import BenchSpec
 from harness.catalog.meta_probe import build_variant
 from harness.catalog.registry import get_variant, list_models
-from harness.evidence import plan
+from harness.planner import cli, scaled as planner_scaled, search, units
 
 # The table of issue 19, as the issue gives it: (model, size, batch, mode, dtype) -> max_memory_allocated MiB.
 ISSUE_19 = {
@@ -54,7 +57,7 @@ def test_the_committed_h200_rows_are_the_issues_table_with_their_provenance():
     assert got == ISSUE_19
     assert {(r["gpu"], r["torch"], r["cudnn"], r["cudnn_benchmark"], r["git_commit"], r["exec_mode"], r["channels_last"])
             for r in rows} == {("H200", "2.11.0+cu130", "9.19", "True", "4d45056", "eager", "False")}
-    assert "momentum=0.9" in mm.H200_ROWS.read_text()  # the step as the code at 4d45056 ran it, said in the file
+    assert "momentum=0.9" in workspace.H200_ROWS.read_text()  # the step as the code at 4d45056 ran it, said in the file
 
 
 def test_every_committed_h200_row_is_predicted_within_10_percent_and_no_floor_lies_above_it():
@@ -271,7 +274,7 @@ def test_the_allocator_rounds_splits_and_merges_as_the_cuda_caching_allocator():
 
 @pytest.mark.parametrize("mode, precision", [("train", "bf16"), ("inference", "fp32")])
 def test_a_trace_scaled_to_another_batch_and_patch_equals_one_simulated_there(mode, precision):
-    scaled = mm.scaled_trace("unet3d", "", 1, mode, precision, False, (1, (32, 32, 32)), (2, (48, 48, 48)))
+    scaled = planner_scaled.scaled_trace("unet3d", "", 1, mode, precision, False, (1, (32, 32, 32)), (2, (48, 48, 48)))
     for batch, spatial in ((3, (64, 64, 64)), (2, (96, 64, 128))):
         direct = mm.predict_peak_memory(BenchSpec("unet3d", (1, *spatial), batch, mode, device="cuda", precision=precision))
         assert mm.prediction(scaled.at(batch, spatial)) == direct
@@ -297,17 +300,17 @@ def cache(tmp_path, monkeypatch):
     (["--models", "unet3d"], "needs a memory budget"),
 ])
 def test_a_bad_budget_card_or_patch_exits_2_with_one_paragraph(argv, says, capsys, cache):
-    assert plan.main(argv) == 2
+    assert cli.main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and says in err and err.startswith("error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
 
 
 def test_the_largest_batch_and_patch_fit_with_the_margin_and_one_step_more_does_not(cache, capsys):
-    budget = 8 * plan.GIB
-    done = plan.make_plan(["unet3d"], {}, "", ("train",), ("bf16",), False, budget, "8GiB", 0.1, "96", 2, None, 16)
+    budget = 8 * units.GIB
+    done = search.make_plan(["unet3d"], {}, "", ("train",), ("bf16",), False, budget, "8GiB", 0.1, "96", 2, None, 16)
     (row,) = done.rows
-    limit_mb = done.limit_bytes / plan.MIB
+    limit_mb = done.limit_bytes / units.MIB
     b, p = row.largest_batch, row.largest_patch
     assert b.patch == (96, 96, 96) and p.batch == 2 and b.predicted_peak_mb <= limit_mb and p.predicted_peak_mb <= limit_mb
 
@@ -317,18 +320,18 @@ def test_the_largest_batch_and_patch_fit_with_the_margin_and_one_step_more_does_
     assert peak(b.batch, b.patch) == pytest.approx(b.predicted_peak_mb, abs=0.05)
     assert peak(b.batch + 1, b.patch) > limit_mb
     assert peak(2, (p.patch[0] + 16,) * 3) > limit_mb
-    assert b.left_mb == pytest.approx(budget / plan.MIB - b.predicted_peak_mb, abs=0.1)
+    assert b.left_mb == pytest.approx(budget / units.MIB - b.predicted_peak_mb, abs=0.1)
     assert any(cache.glob("memory/*.pkl"))  # the two simulations are cached
 
 
 def test_an_anisotropic_patch_follows_the_volume_and_cannot_grow_further(cache):
     volume = (256, 256, 96)
-    done = plan.make_plan(["unet3d"], {}, "", ("inference",), ("bf16",), False, 4 * plan.GIB, "4GiB", 0.1, "64", 2,
+    done = search.make_plan(["unet3d"], {}, "", ("inference",), ("bf16",), False, 4 * units.GIB, "4GiB", 0.1, "64", 2,
                           volume, 16)
     patch = done.rows[0].largest_patch.patch
     shares = [p / v for p, v in zip(patch, volume)]
     assert all(p <= v for p, v in zip(patch, volume)) and max(shares) - min(shares) <= 16 / min(volume)
-    limit_mb = done.limit_bytes / plan.MIB
+    limit_mb = done.limit_bytes / units.MIB
     for axis in range(3):  # no axis that still has room can grow by a step
         if patch[axis] + 16 <= volume[axis]:
             grown = tuple(p + 16 * (a == axis) for a, p in enumerate(patch))
@@ -340,7 +343,7 @@ def test_an_anisotropic_patch_follows_the_volume_and_cannot_grow_further(cache):
 def test_plan_predicts_one_configuration_as_json(capsys, cache):
     import json
 
-    assert plan.main(["--input", "1,64,64,64", "--batch", "2", "--models", "unet3d-resnet50", "--mode", "train",
+    assert cli.main(["--input", "1,64,64,64", "--batch", "2", "--models", "unet3d-resnet50", "--mode", "train",
                       "--precision", "fp32", "--json"]) == 0
     (item,) = json.loads(capsys.readouterr().out)
     assert item["model"] == "unet3d-resnet50" and item["predicted_peak_mb"] == pytest.approx(ISSUE_19[
@@ -348,17 +351,17 @@ def test_plan_predicts_one_configuration_as_json(capsys, cache):
 
 
 def test_the_named_cards_are_vendor_capacities_with_usable_memory_stated(capsys):
-    assert plan.main(["--gpu", "list"]) == 0
+    assert cli.main(["--gpu", "list"]) == 0
     out = capsys.readouterr().out
     assert "not measured" in out and "h200" in out and "rtx-3070" in out
-    assert min(g for _, g in plan.GPUS.values()) == 8 and max(g for _, g in plan.GPUS.values()) == 141
-    card, capacity, usable = plan.gpu_budget("RTX-4090")
-    assert capacity == 24 * plan.GIB and usable == capacity - plan.GIB
+    assert min(g for _, g in units.GPUS.values()) == 8 and max(g for _, g in units.GPUS.values()) == 141
+    card, capacity, usable = units.gpu_budget("RTX-4090")
+    assert capacity == 24 * units.GIB and usable == capacity - units.GIB
 
 
 @PEERS
 def test_nnunets_heuristic_is_shown_beside_the_plan_for_its_networks(cache):
-    done = plan.make_plan(["nnunet-plain"], {}, "", ("inference",), ("fp32",), False, 8 * plan.GIB, "8GiB", 0.1, "128",
+    done = search.make_plan(["nnunet-plain"], {}, "", ("inference",), ("fp32",), False, 8 * units.GIB, "8GiB", 0.1, "128",
                           2, None, 16)
     heuristic = done.rows[0].nnunet
     network = build_variant(get_variant("nnunet-plain"), {}, "meta")
@@ -421,3 +424,97 @@ def test_cuda_rows_carry_the_prediction_columns_and_others_leave_them_empty():
     assert (row["predicted_peak_mb"], row["predicted_floor_mb"]) == (1234.6, 1200.0)
     row = to_row(Measurement(BenchSpec("unet3d", (1, 16, 16, 16), 2, "train")), {}, "r")
     assert (row["predicted_peak_mb"], row["predicted_floor_mb"]) == ("", "")
+
+
+# --- the room's guard, its fit and its domain (issue 27) ---------------------------------------------------------
+def test_memtracker_still_has_the_private_names_the_step_tracker_subclasses():
+    """StepTracker subclasses torch's private MemTracker: fail loudly, naming what changed, on a torch whose
+    MemTracker lost or reshaped one of the names it uses (known to work on torch 2.11-2.13)."""
+    import inspect
+
+    from torch.distributed._tools import mem_tracker
+
+    from harness.memory import tracing
+
+    tracker = mem_tracker.MemTracker()
+    missing = [n for n in tracing.PRIVATE_NAMES if not hasattr(tracker, n)]
+    missing += [n for n in ("_in_opt",) if not hasattr(tracker, n)]
+    missing += [n for n in ("ADD", "DEL", "SIZE", "REF") if not hasattr(mem_tracker._UpdateType, n)]
+    missing += [n for n in ("ACT", "OPT") if not hasattr(mem_tracker._MemRefType, n)]
+    assert not missing, f"torch {torch.__version__}: MemTracker changed, gone: {missing} (harness/memory/tracing.py)"
+    assert list(inspect.signature(mem_tracker.MemTracker._update_snap).parameters)[:5] == \
+        ["self", "u_type", "winfo", "old_mem_consumed", "old_reftype"], "MemTracker._update_snap changed its signature"
+    assert list(inspect.signature(mem_tracker.MemTracker._track).parameters)[:3] == ["self", "reftype", "t"]
+    assert tracing.torch_is_known(), f"torch {torch.__version__} lies outside {tracing.KNOWN_TORCH}: check, then widen"
+    assert not tracing.torch_is_known("2.10.0") and not tracing.torch_is_known("2.14.0+cu130")
+    assert tracing.torch_is_known("2.11.0+cu130") and tracing.torch_is_known("2.13.0")
+
+
+def test_the_workspace_factors_in_use_are_the_fit_of_the_committed_rows():
+    factors, results = mm.fit_workspace_factors()
+    assert factors == mm.WORKSPACE_FACTORS
+    assert len(results) == len(workspace.committed_rows()) >= 16
+
+
+def test_each_prediction_says_whether_the_workspace_model_was_fitted_on_it():
+    from dataclasses import replace
+
+    for row in mm.load_gpu_rows():
+        assert mm.domain(mm.row_spec(row), gpu="NVIDIA H200", cudnn=91900) == "fitted", row
+    spec = mm.row_spec(mm.load_gpu_rows()[0])
+    assert mm.domain(spec, gpu="NVIDIA GeForce RTX 3090").startswith("extrapolated: GPU NVIDIA GeForce RTX 3090")
+    assert "cuDNN 90100" in mm.domain(spec, cudnn=90100)
+    assert "channels-last" in mm.domain(replace(spec, channels_last=True))
+    assert "precision fp16" in mm.domain(replace(spec, precision="fp16"))
+    assert "2D" in mm.domain(BenchSpec("unet2d", (1, 64, 64), 2, "train", device="cuda", cudnn_benchmark=True))
+    assert "cudnn.benchmark off" in mm.domain(replace(spec, cudnn_benchmark=False))
+    assert mm.domain(replace(spec, cudnn_benchmark=False), benchmark=None) == "fitted"  # the planner: unknown
+    assert mm.domain(replace(spec, exec_mode="compile")).startswith("predicted as eager (compile); fitted")
+
+
+def test_the_planner_cache_is_json_and_reads_back_the_same_trace(cache):
+    import json
+
+    from harness.planner import cache as disk
+
+    scaled = planner_scaled.scaled_trace("unet2d", "base_c=4", 1, "train", "bf16", False, (1, (32, 32)), (2, (48, 48)))
+    back = planner_scaled.ScaledTrace.from_json(json.loads(json.dumps(scaled.to_json())))
+    assert back == scaled and back.estimate(3, (64, 64)) == scaled.estimate(3, (64, 64))
+    assert "pickle" not in (Path(disk.__file__).read_text() + Path(search.__file__).read_text())
+    assert cli.main(["--gpu-memory", "1GiB", "--models", "unet2d", "--set", "base_c=4", "--mode", "train",
+                     "--precision", "fp32", "--jobs", "1"]) == 0
+    files = list((Path(os.environ["UNET3D_BENCH_CACHE"]) / "memory").iterdir())
+    assert files and all(f.suffix == ".json" for f in files)
+
+
+def test_the_report_keeps_compile_and_cudagraph_rows_out_of_the_accuracy_figures(tmp_path):
+    import pandas as pd
+
+    from harness.report import memory as memory_report
+
+    base = dict(run_id="r1", model="unet3d", input_shape="1x64x64x64", batch=2, mode="train", dtype="fp32",
+                channels_last=False, device="cuda", error="", peak_mem_mb=1000.0, predicted_floor_mb=900.0)
+    rows = pd.DataFrame([dict(base, exec_mode="eager", predicted_peak_mb=1020.0, predicted_domain="fitted"),
+                         dict(base, exec_mode="compile", predicted_peak_mb=1500.0,
+                              predicted_domain="predicted as eager (compile); fitted")])
+    text = memory_report.write(rows, tmp_path)[0].read_text()
+    assert "Worst ratio: 1.020" in text and "1 of 1 floors" in text
+    assert "1 compile or CUDA-graph rows are predicted as eager" in text and "compile (predicted as eager)" in text
+
+
+def test_cuda_rows_carry_the_domain_column():
+    from harness.bench.spec import Measurement
+    from harness.store.run_store import to_row
+    from harness.store.schema import RESULT_COLUMNS
+
+    assert RESULT_COLUMNS[-1] == "predicted_domain"
+    spec = BenchSpec("unet3d", (1, 16, 16, 16), 2, "train", device="cuda")
+    row = to_row(Measurement(spec, extra={"predicted_peak_mb": 1.0, "predicted_floor_mb": 1.0,
+                                          "predicted_domain": "fitted"}), {}, "r")
+    assert row["predicted_domain"] == "fitted"
+
+
+def test_bench_reaches_the_memory_room_only_through_its_hook():
+    from harness.bench import predictors
+
+    assert predictors.memory_predictor() is mm.predict_peak_memory

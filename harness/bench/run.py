@@ -161,17 +161,22 @@ def with_max_batch(m: Measurement, search=None, predict=None) -> Measurement:
 
 def _predicted_memory(spec: BenchSpec) -> dict:
     """CUDA rows: the memory model's prediction of the row's peak_mem_mb and its live-tensor floor
-    (harness.bench.memory_model, simulated on the CPU). Empty on other devices, and where the step cannot be
+    (harness.memory, simulated on the CPU, reached through harness.bench.predictors), and ``predicted_domain``:
+    "fitted", or "extrapolated: <why>" where the row lies outside what the workspace model was fitted on, or
+    "predicted as eager" for compile and CUDA-graph rows. Empty on other devices, and where the step cannot be
     simulated (then ``predicted_error`` says why): a prediction that fails never fails the measurement."""
     if spec.device != "cuda":
         return {}
     try:
-        from harness.bench.memory_model import predict_peak_memory
+        from harness.bench.predictors import memory_predictor
 
-        done = predict_peak_memory(spec)
+        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+        cudnn = torch.backends.cudnn.version() if torch.cuda.is_available() else None
+        done = memory_predictor()(spec, gpu=gpu, cudnn=cudnn)
     except Exception as failure:  # whatever a user model's step does on fake tensors: the row stands
         return {"predicted_error": _first_line(failure)}
-    return {"predicted_peak_mb": done.peak_mb, "predicted_floor_mb": done.floor_mb}
+    return {"predicted_peak_mb": done.peak_mb, "predicted_floor_mb": done.floor_mb,
+            "predicted_domain": done.domain}
 
 
 # A step is judged in its steady state: SGD's momentum buffers exist only from the end of the first training
@@ -262,16 +267,16 @@ def device_memory_mb(device: str) -> float:
 
 def predict_max_batch(spec: BenchSpec, total_mb: float | None = None, limit: int = 4096,
                       peak_mb: Callable[[BenchSpec], float] | None = None) -> int | None:
-    """The largest batch up to ``limit`` whose step the memory model (``harness.bench.memory_model
-    .predict_peak_memory``: the steady-state step, optimizer state included) predicts to fit in ``total_mb``
+    """The largest batch up to ``limit`` whose step the memory model (``harness.memory.predict_peak_memory``,
+    through ``harness.bench.predictors``: the steady-state step, optimizer state included) predicts to fit in ``total_mb``
     (default: the device's total memory, no margin: the measured search's counterpart); None when not even the
     smallest batch the envelope accepts does. A batch the envelope refuses does not fit. The first guess
     extrapolates the smallest two batches linearly
     (activations grow with the batch, the model's weights and state do not), so a search takes a few traces."""
     if peak_mb is None:
-        from harness.bench.memory_model import predict_peak_memory
+        from harness.bench.predictors import memory_predictor
 
-        peak_mb = lambda s: predict_peak_memory(s).peak_mb  # noqa: E731
+        peak_mb = lambda s: memory_predictor()(s).peak_mb  # noqa: E731
     total = device_memory_mb(spec.device) if total_mb is None else total_mb
     known: dict[int, float] = {}
 

@@ -203,6 +203,8 @@ class HarnessSession:
         benchmark.group = get_variant(spec.model).family
         began = time.perf_counter()
         try:
+            if spec.device == "cuda":  # CUDA rows carry the memory room's prediction (harness.bench.predictors)
+                import harness.memory  # noqa: F401  (registers it)
             if search:
                 return self.measure_search(spec, benchmark, position)
             m = measure(spec, pedantic_timer(benchmark), self.work_cache,

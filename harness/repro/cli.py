@@ -28,9 +28,10 @@ def parser() -> argparse.ArgumentParser:
                     "on the CPU from a trace of its operators, whether it raises on CUDA; (3) what changes a result: "
                     "threads, channels-last, bf16, torch.compile, cudnn.benchmark and batch size against fp32 eager. "
                     f"Writes {RUNS_ROOT}/<run-id>/repro.json and repro.md and prints the table.", 110),
-        epilog=textwrap.fill(f"{EXIT_CODES_HELP}. For repro: 1 when a check could not be measured, two runs that should be bitwise "
-               "equal are not, a step raises under deterministic mode on the CPU (or not as predicted on CUDA), or a "
-               "setting moves the result past its stated tolerance (docs/repro.md).", 110))
+        epilog=textwrap.fill(
+            f"{EXIT_CODES_HELP}. For repro: 1 when a check could not be measured, two runs that should be bitwise "
+            "equal are not, a step raises under deterministic mode on the CPU (or not as predicted on CUDA), or a "
+            "setting moves the result past its stated tolerance (docs/repro.md).", 110))
     p.add_argument("--models", metavar="PATTERNS", help=f"comma-separated shell patterns of variants to check "
                    f"(default {DEFAULT_MODELS}; `python -m harness list`)")
     p.add_argument("--model", action="append", default=[], metavar="REF",

@@ -64,7 +64,8 @@ def to_row(m: Measurement, env: dict, run_id: str) -> dict:
     row.update(run_id=run_id, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     row.update(_volume_columns(m))
     row.update(predicted_peak_mb=_round(m.extra.get("predicted_peak_mb"), 1),  # CUDA rows (docs/memory.md)
-               predicted_floor_mb=_round(m.extra.get("predicted_floor_mb"), 1))
+               predicted_floor_mb=_round(m.extra.get("predicted_floor_mb"), 1),
+               predicted_domain=m.extra.get("predicted_domain", ""))
     return row
 
 

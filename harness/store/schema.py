@@ -35,7 +35,10 @@ ENV_COLUMNS = ["torch", "cuda", "cudnn", "cudnn_tf32", "matmul_tf32", "device_na
 VOLUME_COLUMNS = ["volume_shape", "roi", "overlap", "blend", "sw_batch_size", "mirror", "windows", "forward_passes",
                   "volume_s", "volume_iqr_s", "volumes_per_s", "mvox_per_s", "stitch_fraction", "volume_gflop",
                   "volume_padded", "sw_batch_best", "stitch_fraction_low", "stitch_fraction_high"]
-RESULT_COLUMNS = MEASURE_COLUMNS + ENV_COLUMNS + ["run_id", "finished_at"] + VOLUME_COLUMNS
+# CUDA rows: whether the memory prediction lies inside what its workspace model was fitted on ("fitted",
+# "extrapolated: <why>", "predicted as eager (...)"; docs/memory.md). Appended last, as the volume columns.
+MEMORY_COLUMNS = ["predicted_domain"]
+RESULT_COLUMNS = MEASURE_COLUMNS + ENV_COLUMNS + ["run_id", "finished_at"] + VOLUME_COLUMNS + MEMORY_COLUMNS
 # A spec field's column where the two names differ: the results contract calls the precision ``dtype``.
 COLUMN_OF_FIELD = {"precision": "dtype"}
 # What makes two rows the same configuration: BenchSpec.key's fields, as CSV columns.
