@@ -38,7 +38,7 @@ step() {
 # nnunet-plain (--profile memory-max, fp32 and bf16, 6 configurations; each row also carries predicted_max_batch,
 # the memory model's largest batch beside the measured steady-state one, issue 25). Needs monai and
 # dynamic-network-architectures (carry them as wheels). NOT YET RUN ON A GPU: its time on an H200 is unmeasured.
-# Afterwards: commit the runs, refit harness.bench.memory_model.WORKSPACE_FACTORS (fit_workspace_factors, with the
+# Afterwards: commit the runs, refit harness.memory.workspace.WORKSPACE_FACTORS (fit_workspace_factors, with the
 # new rows added to harness/bench/data/), and report the predictor on them.
 if [[ "${1:-}" == memory ]]; then
     step memory-peers python -m harness bench -q --profile memory --run-id "gpu-memory-peers"
@@ -149,8 +149,9 @@ done
 stage paper-best 120 python -m harness bench \
     -q --profile paper --exec-mode best --models "$models" --run-id "gpu-paper-best"
 stage memory 120 python -m harness bench -q --profile memory --run-id "gpu-memory-peers"
-stage memory-plan 20 bash -c "mkdir -p results/runs/gpu-memory-peers && python -m harness plan --gpu '${PLAN_GPU:-h100}' --models 'unet3d*' --json \
-    > results/runs/gpu-memory-peers/plan-${PLAN_GPU:-h100}.json"
+plan_dir=${PLAN_OUT:-results/runs/gpu-memory-peers}
+stage memory-plan 20 bash -c "mkdir -p '$plan_dir' && python -m harness plan --gpu '${PLAN_GPU:-h100}' --models 'unet3d*' \
+    --json > '$plan_dir/plan-${PLAN_GPU:-h100}.json'"
 if has_command repro; then
     stage repro 120 python -m harness repro --device cuda --models "${REPRO_MODELS:-unet3d,unet3d-resnet50}" \
         --size 32 --steps 3 --rounds 10 --run-id "gpu-repro"

@@ -638,22 +638,61 @@ def run_gpu_checks(tmp_path, failing=()):
                     "exit 0\n")
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS_LOG": str(log),
-           "FAILING": " ".join(failing)}
+           "FAILING": " ".join(failing), "PLAN_OUT": str(tmp_path / "plan")}
     env.pop("MODELS", None)
     done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_checks.sh")], env=env, capture_output=True,
                           text=True, timeout=60, cwd=tmp_path)
     return done, log.read_text().splitlines()
 
 
-def test_gpu_checks_run_every_step_even_after_failures_then_exit_non_zero_naming_them(tmp_path):
+def test_gpu_checks_run_every_stage_even_after_failures_then_exit_non_zero_naming_them(tmp_path):
     done, calls = run_gpu_checks(tmp_path, failing=("harness.evidence.validate", "gpu-paper-best"))
     assert done.returncode == 1
-    assert [c.split()[1] for c in calls] == ["harness.evidence.validate", "harness", "harness", "harness", "harness",
-                                               "harness.evidence.claims", "harness.report"]
-    assert "--models unet3d* " in calls[1] and "--run-id gpu-paper-fp32-eager" in calls[1]  # the pattern, unexpanded
-    assert "2 of 7 steps failed: validate (exit 1), paper-best (exit 1)" in done.stderr
+    words = [c.split()[1] for c in calls]
+    # validate, fp32 eager paper rows of unet3d then unet3d-resnet50, the best preset, the memory rows, the planner
+    # beside them (through bash), the "harness --help" probe for repro, the volume profile, claims, the report
+    assert words[:5] == ["harness.evidence.validate", "harness", "harness", "harness", "harness"]
+    assert "--models unet3d --run-id gpu-paper-fp32-eager-unet3d" in calls[1]
+    assert "--models unet3d-resnet50 " in calls[2] and "--models unet3d* " in calls[3]  # the pattern, unexpanded
+    assert any(c.startswith("-m harness plan --gpu h100") for c in calls)
+    assert words[-2:] == ["harness.evidence.claims", "harness.report"]
+    assert "2 of" in done.stderr and "validate (exit 1), paper-best (exit 1)" in done.stderr
+    assert "failed: validate (exit 1)" in done.stdout
 
 
-def test_gpu_checks_exit_zero_only_when_every_step_passed(tmp_path):
+def test_gpu_checks_exit_zero_only_when_every_stage_passed(tmp_path):
     done, calls = run_gpu_checks(tmp_path)
-    assert done.returncode == 0 and len(calls) == 7 and "all 7 steps passed" in done.stdout
+    assert done.returncode == 0 and "stages passed" in done.stdout and "ran: validate paper-fp32-unet3d" in done.stdout
+
+
+def _dry_run(tmp_path, budget, has="repro", extra=None):
+    env = {**os.environ, "DRY_RUN": "1", "HARNESS_GPU_BUDGET_S": str(budget), "DRY_RUN_HAS": has, **(extra or {})}
+    return subprocess.run(["bash", str(REPO / "scripts" / "gpu_checks.sh")], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+
+
+def test_gpu_checks_dry_run_stages_in_value_order_within_the_budget(tmp_path):
+    """DRY_RUN=1: the stage commands and the budget decisions, nothing run (a simulated clock)."""
+    done = _dry_run(tmp_path, 900)  # every stage's estimate, and the 30 s kept for claims and the report
+    assert done.returncode == 0, done.stderr
+    order = [line.split()[3].rstrip(":") for line in done.stdout.splitlines() if line.startswith("== gpu_checks stage ")]
+    assert order == ["validate", "paper-fp32-unet3d", "paper-fp32-unet3d-resnet50", "paper-best", "memory",
+                     "memory-plan", "repro", "volume", "claims", "report"]
+    assert "skipped: none" in done.stdout and "ran: validate" in done.stdout
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing
+
+
+def test_gpu_checks_budget_guard_skips_what_does_not_fit_and_keeps_the_report(tmp_path):
+    done = _dry_run(tmp_path, 300, has="")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "ran: validate paper-fp32-unet3d paper-fp32-unet3d-resnet50 memory-plan claims report" in out
+    assert "skipped: paper-best (needs ~120s" in out and "skipped: volume" in out
+    assert "skipped: repro (python -m harness repro does not exist here)" in out
+
+
+def test_build_wheels_names_the_packages_the_gpu_machine_lacks():
+    text = (REPO / "scripts" / "build_wheels.sh").read_text()
+    for package in ("fvcore", "monai", "dynamic-network-architectures", "nox"):
+        assert package in text
+    assert "--no-index" in (REPO / "scripts" / "gpu_checks.sh").read_text()
