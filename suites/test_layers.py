@@ -13,9 +13,11 @@ REPO = Path(__file__).resolve().parent.parent
 HARNESS = REPO / "harness"
 # Each room's floor; a module may import its own room and rooms on lower floors. The base modules
 # (errors and constructor overrides) sit under everything.
-FLOORS = {"harness": 0, "harness.options": 0, "harness.overrides": 0, "harness.catalog": 1, "harness.envelope": 2,
-          "harness.bench": 3, "harness.store": 4, "harness.memory": 4, "harness.repro": 4, "harness.report": 5, "harness.evidence": 5,
-          "harness.launch": 5, "harness.planner": 5, "harness.pytest_plugin": 6, "harness.cli": 7, "harness.__main__": 8, "harness.stats": 0}
+FLOORS = {"harness": 0, "harness.options": 0, "harness.overrides": 0, "harness.stats": 0,
+          "harness.catalog": 1, "harness.envelope": 2, "harness.bench": 3,
+          "harness.store": 4, "harness.memory": 4, "harness.repro": 4,
+          "harness.report": 5, "harness.evidence": 5, "harness.launch": 5, "harness.planner": 5,
+          "harness.pytest_plugin": 6, "harness.cli": 7, "harness.__main__": 8}
 
 
 def _module_name(path: Path) -> str:

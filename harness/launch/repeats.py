@@ -41,7 +41,7 @@ from harness.bench.spec import BenchSpec, Measurement
 from harness.options import OptionError, report as report_option_error, require_new_run, require_positive
 from harness.stats import pooled_sd, process_medians
 from harness.store.load import raw_samples, read_run
-from harness.store.schema import RUNS_ROOT, measured_fine, row_key
+from harness.store.schema import RUNS_ROOT, measured_fine
 
 PROCESSES_DIR = "processes"
 OPTION = "--processes"

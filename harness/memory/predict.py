@@ -47,7 +47,8 @@ def _cached_trace(spec: BenchSpec) -> Trace:
 def predict_peak_memory(spec: BenchSpec, gpu: str | None = None, cudnn=None, benchmark="spec") -> MemoryPrediction:
     """Peak GPU memory (``max_memory_allocated``) of ``spec``'s measured step, predicted on the CPU (see the
     package docstring), with its domain label (``gpu``, ``cudnn``: the device's name and cuDNN version where
-    known; ``benchmark``: the cudnn.benchmark setting, by default the spec's, None where unknown). Raises ValueError for a configuration the envelope refuses."""
+    known; ``benchmark``: the cudnn.benchmark setting, by default the spec's, None where unknown).
+    Raises ValueError for a configuration the envelope refuses."""
     return replace(prediction(_cached_trace(_normal(spec)).events), domain=domain(spec, gpu, cudnn, benchmark))
 
 

@@ -18,7 +18,8 @@ from harness.options import InputFileError
 from harness.store.load import StoredRun, read_run
 from harness.store.schema import KEY_COLUMNS, RENAMED_COLUMNS, RESULT_COLUMNS, RUNS_ROOT as RUNS, exec_mode_of
 
-TEXT_COLUMNS = ["model", "source", "overrides", "input_shape", "mode", "device", "dtype", "exec_mode", "memory_kind", "error", "flop_error",
+TEXT_COLUMNS = ["model", "source", "overrides", "input_shape", "mode", "device", "dtype", "exec_mode", "memory_kind", "error",
+                "flop_error",
                 "uncalled_modules", "zero_mac_ops", "unsupported_ops", "output_shape", "device_name", "cpu",
                 "git_commit", "run_id", "finished_at", "torch", "cuda", "cudnn", "gpu_driver", "platform",
                 "python"]

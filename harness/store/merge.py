@@ -106,7 +106,8 @@ def check_machines(rows: list[dict], allow_mixed: bool) -> None:
     for row in rows:
         kinds.setdefault(_machine(row), Path(row["__run"]).name)
     if len(kinds) > 1 and not allow_mixed:
-        listed = "; ".join(f"{run}: " + ", ".join(f"{f}={v or '-'}" for f, v in zip([f for f in MACHINE_FACTS if f not in PER_SHARD_FACTS], kind))
+        facts = [f for f in MACHINE_FACTS if f not in PER_SHARD_FACTS]
+        listed = "; ".join(f"{run}: " + ", ".join(f"{f}={v or '-'}" for f, v in zip(facts, kind))
                            for kind, run in kinds.items())
         raise OptionError(f"these runs were measured on {len(kinds)} kinds of machine ({listed}), so their numbers "
                           f"are not comparable in one table. Way out: merge the runs of one kind at a time, or add "
