@@ -68,6 +68,8 @@ COMMANDS = {c.name: c for c in (
     Command("merge", "harness.cli:merge_command", "merge run folders (e.g. a sweep's shards) into one run"),
     Command("claims", "harness.evidence.claims:main", "rerun every claim of the article; writes results/claims.json"),
     Command("validate", "harness.evidence.validate:main", "the timer's self-check against an independent loop"),
+    Command("pipeline", "harness.pipeline.cli:main", "is the GPU starved? augmentation per CPU core, cores per GPU, "
+            "epoch time"),
     Command("repro", "harness.repro.cli:main", "reproducible training: run-to-run, deterministic mode (CUDA predicted), "
             "what changes a result"),
 )}

@@ -17,6 +17,7 @@ FLOORS = {"harness": 0, "harness.options": 0, "harness.overrides": 0, "harness.s
           "harness.catalog": 1, "harness.envelope": 2, "harness.bench": 3,
           "harness.store": 4, "harness.memory": 4, "harness.repro": 4,
           "harness.report": 5, "harness.evidence": 5, "harness.launch": 5, "harness.planner": 5,
+          "harness.pipeline": 5,
           "harness.pytest_plugin": 6, "harness.cli": 7, "harness.__main__": 8}
 
 
