@@ -87,3 +87,28 @@ def require_new_run(runs_root: Path, run_id: str) -> None:
         raise OptionError(f"--run-id {run_id!r}: {folder} already holds a run, and a new run would mix its "
                           f"rows with that one's. Way out: --resume {run_id} to continue it, or choose "
                           f"another --run-id.")
+
+
+def require_writable_output(option: str, path: Path, default, folder: bool = False) -> None:
+    """Refuse an output (a file, or with ``folder`` a folder) that cannot be written, before anything runs:
+    the nearest existing folder above it must be a folder we can write in (probed with a temporary file,
+    removed at once). Nothing is created."""
+    import tempfile
+
+    path = Path(path)
+    try:
+        if folder and path.exists() and not path.is_dir():
+            raise NotADirectoryError("a file, not a folder")
+        if not folder and path.is_dir():
+            raise IsADirectoryError("a folder, not a file")
+        probe = path if folder and path.is_dir() else path.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as error:
+        what = "a folder" if folder else "a file in a folder"
+        raise OptionError(f"{option} {path}: cannot be written ({getattr(error, 'strerror', None) or error}). Way "
+                          f"out: give {what} you can write to (default {default}).") from None

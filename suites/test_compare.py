@@ -246,7 +246,8 @@ def test_a_run_without_its_raw_samples_exits_2_naming_the_file(tmp_path, capsys)
 
 
 @pytest.mark.parametrize("damage, says", [
-    (lambda run: (run / "environment.json").write_text('{"environment": {"torch": '), "environment.json: damaged, not valid JSON"),
+    (lambda run: (run / "environment.json").write_text('{"environment": {"torch": '),
+     "environment.json: damaged, not valid JSON"),
     (lambda run: (run / "results.csv").write_text("a,b,c\n1,2,3\n"), "results.csv: not a harness results file"),
     (lambda run: (run / "results.csv").write_bytes((run / "results.csv").read_bytes().replace(b",", b";", 40)),
      "results.csv"),

@@ -19,12 +19,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from harness.bench import environment
 from harness.envelope import check
-from harness.options import EXIT_CODES_HELP, EXIT_FINDING, EXIT_OK, InputFileError, OptionError
+from harness.options import EXIT_CODES_HELP, EXIT_FINDING, EXIT_OK, InputFileError, require_writable_output
 from harness.overrides import format_overrides
 from harness.catalog.meta_probe import run_once
 from harness.catalog.registry import get_variant, list_models
@@ -150,20 +149,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _writable(path: Path) -> None:
-    """Refuse an output that cannot be written before anything is computed (a probe file, removed at once)."""
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        if path.is_dir():
-            raise IsADirectoryError("a folder, not a file")
-        if not folder.is_dir():
-            raise NotADirectoryError(f"{folder} is not a folder")
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise OptionError(f"--out {path}: cannot be written ({getattr(error, 'strerror', None) or error}). Way out: "
-                          f"give a file in a folder you can write to (default {OUTPUT}).") from None
+    require_writable_output("--out", path, OUTPUT)
 
 
 def _write(path: Path, evidence: dict) -> None:

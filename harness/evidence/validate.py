@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 from harness.bench import environment
 from harness.bench.timing import block_steps, time_blocks, time_step, warm_up
 from harness.bench.workload import prepare
-from harness.options import EXIT_CODES_HELP, OptionError, report, require_device, require_positive
+from harness.options import EXIT_CODES_HELP, OptionError, report, require_device, require_positive, require_writable_output
 from harness.catalog.registry import create_model
 from harness.bench.spec import BenchSpec
 from harness.store.schema import RESULTS_ROOT
@@ -117,18 +116,7 @@ def validate(device: str, pairs: int, warmup: int) -> list[dict]:
 
 
 def _require_writable(path: Path) -> None:
-    """Refuse an output that cannot be written before anything is timed (a probe file, removed at once)."""
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        if path.is_dir():
-            raise IsADirectoryError("a folder, not a file")
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise OptionError(f"--out {path}: cannot be written ({getattr(error, 'strerror', None) or error}). Way out: "
-                          f"give a file in a folder you can write to.") from None
+    require_writable_output("--out", path, "results/validation-<device>.json")
 
 
 def main(argv=None) -> int:

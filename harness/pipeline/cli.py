@@ -109,7 +109,7 @@ def main(argv: list[str]) -> int:
     folder = args.out / run_id
     if folder.exists() and any(folder.iterdir()):
         raise OptionError(f"--run-id {run_id!r}: {folder} already holds a result. Way out: choose another --run-id.")
-    from harness.pipeline.budget import budget_rows, step_rows
+    from harness.pipeline.budget import step_rows
 
     steps, steps_note = step_rows(args.runs_root) if args.runs_root.is_dir() else ([], f"no {args.runs_root}")
     return execute(chosen, patches, workers, steps, steps_note, args, folder)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.options import EXIT_FINDING, EXIT_OK, InputFileError, OptionError
+from harness.options import EXIT_FINDING, EXIT_OK, InputFileError, OptionError, require_writable_output
 from harness.bench.machine import MACHINE_FACTS, PER_SHARD_FACTS, machine_of
 from harness.store.load import StoredRun, read_run
 from harness.store.schema import RESULT_COLUMNS, is_refusal, row_key
@@ -154,16 +154,7 @@ def require_mergeable(folders: list[Path], out: Path) -> None:
         if not merged_before:
             raise OptionError(f"--out {out} holds a measured run (or a damaged one), which a merge would overwrite. "
                               f"Way out: choose another --out.")
-    probe = out.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        if not probe.is_dir():
-            raise NotADirectoryError(f"{probe} is not a folder")
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as error:
-        raise _unwritable(out, error) from None
+    require_writable_output("--out", out.parent, "a new folder under results/runs", folder=True)
 
 
 def _unwritable(out: Path, error: OSError) -> OptionError:

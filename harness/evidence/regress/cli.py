@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import torch
@@ -16,7 +15,8 @@ from harness.evidence.regress.checks import against_baseline, against_ref, deter
 from harness.evidence.regress.render import print_report
 from harness.evidence.regress.results import EXIT_OK
 from harness.evidence.regress.tree import resolve_ref
-from harness.options import EXIT_CODES_HELP, OptionError, require_device, require_fraction, require_positive
+from harness.options import (EXIT_CODES_HELP, OptionError, require_device, require_fraction, require_positive,
+                             require_writable_output)
 from harness.options import report as report_option_error
 from harness.store.load import read_run
 from harness.store.schema import RESULTS_ROOT, RUNS_ROOT
@@ -79,21 +79,7 @@ def check_options(args) -> None:
 
 
 def require_writable_file(option: str, path: Path) -> None:
-    """Refuse an output file whose folder cannot be created or written, before anything is measured."""
-    path = Path(path)
-    if path.is_dir():
-        raise OptionError(f"{option} {path}: a folder, not a file. Way out: give a file name, e.g. {OUT}.")
-    probe = path.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        if not probe.is_dir():
-            raise NotADirectoryError(f"{probe} is not a folder")
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as error:
-        raise OptionError(f"{option} {path}: cannot be written ({getattr(error, 'strerror', None) or error}). "
-                          f"Way out: give a path in a folder you can write to (default {OUT}).") from None
+    require_writable_output(option, path, OUT)
 
 
 def main(argv=None) -> int:
