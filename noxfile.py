@@ -102,7 +102,7 @@ def tests(session: nox.Session) -> None:
     install(session, "test", "peers", "unetpp", "cluster", "pipeline")
     args = session.posargs or []
     profile = [] if any(a.startswith("--hypothesis-profile") for a in args) else ["--hypothesis-profile", "ci"]
-    session.run("python", "-m", "pytest", "suites", "--bench", "--benchmark-disable", *profile, *args)
+    session.run("python", "-m", "pytest", "suites", "--bench", "--benchmark-disable", "--durations=15", *profile, *args)
 
 
 def _pins(constraints: str) -> dict[str, str]:
