@@ -126,3 +126,14 @@ def test_help_shows_exit_codes():
     done = subprocess.run([sys.executable, "-m", "harness", "pipeline", "--help"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and "--pipeline" in done.stdout and "exit status" in done.stdout
+
+
+def test_one_core_gives_torch_its_threads_back():
+    import torch
+
+    from harness.pipeline.rates import one_core
+
+    before = torch.get_num_threads()
+    with one_core():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

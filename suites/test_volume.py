@@ -114,7 +114,8 @@ def test_a_volume_row_carries_every_column_and_its_windows_are_monais(tmp_path):
     store = RunStore(tmp_path / "run")
     store.append(m, capture())
     row = next(csv.DictReader((tmp_path / "run" / "results.csv").open()))
-    assert list(row) == RESULT_COLUMNS and RESULT_COLUMNS[-len(VOLUME_COLUMNS):] == VOLUME_COLUMNS
+    start = RESULT_COLUMNS.index(VOLUME_COLUMNS[0])  # the volume columns together, after the environment
+    assert list(row) == RESULT_COLUMNS and RESULT_COLUMNS[start:start + len(VOLUME_COLUMNS)] == VOLUME_COLUMNS
     assert {k: row[k] for k in ("mode", "input_shape", "volume_shape", "roi", "overlap", "blend", "sw_batch_size",
                                 "mirror", "windows", "forward_passes", "volume_padded", "sw_batch_best")} == {
         "mode": "volume", "input_shape": "1x24x20x12", "volume_shape": "1x24x20x12", "roi": "16x16x16",

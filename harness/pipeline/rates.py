@@ -16,18 +16,18 @@ def one_core():
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    try:  # the other thread pools first: their limits record the settings before torch's is changed
         from threadpoolctl import threadpool_limits
         limits = threadpool_limits(limits=1)
     except ImportError:
         limits = None
+    torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
         if limits is not None:
             limits.restore_original_limits()
+        torch.set_num_threads(before)  # last: restoring OpenMP's limit may have set torch's pool too
 
 
 def block_rates(sample, blocks: int, k: int, warmup: int = 1, samples_per_call: int = 1) -> list[float]:
