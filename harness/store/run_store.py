@@ -215,16 +215,3 @@ def details(m: Measurement) -> dict:
         **({"forward_s": list(m.forward_s), "windows": m.windows, "forward_passes": m.forward_passes,
             "sw_batch_best": m.sw_batch_best} if m.spec.mode == VOLUME_MODE else {}),
     }
-
-
-def measured_details(run_dir: Path):
-    """The details.jsonl records of a run's measured configurations (error records and a torn last line
-    left out), each with its BenchSpec: (spec, record) pairs, in file order."""
-    path = Path(run_dir) / "details.jsonl"
-    for line in path.read_text().splitlines() if path.is_file() else ():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line
-        if not record.get("error"):
-            yield BenchSpec.from_record(record["spec"]), record
