@@ -372,8 +372,9 @@ def bench_parser() -> argparse.ArgumentParser:
     shown.add_argument("--help-pytest", action="store_true", help="pytest's full help, its own options included")
     repeats = parser.add_argument_group("several processes")
     repeats.add_argument("--processes", metavar="K", help="run the sweep K times, each in a fresh process, and pool "
-                         "them into one run (harness/launch/repeats.py; docs/compare.md): compare then measures the "
-                         "noise between processes")
+                         "them into one run (docs/compare.md): compare then measures the noise between processes. "
+                         "Default: the profile's (5 for cpu and cpu-full, 3 for paper, else 1; 1 for a --shard); "
+                         "--processes 1 for a single quick pass")
     add_options(_OptionCollector(parser))
     return parser
 
@@ -436,6 +437,14 @@ class _PytestOutcome:
         self.internal_error = str(excrepr)
 
 
+def _pooled_table(run_dir) -> None:
+    """The table of a run pooled from several processes, as each process printed its own."""
+    from harness.pytest_plugin.plugin import compact_table
+    from harness.store.load import read_run
+
+    print("\n".join([f"pooled over the processes ({run_dir / 'results.csv'}):", *compact_table(read_run(run_dir).rows)]))
+
+
 def bench(argv: list[str]) -> int:
     """The benchmark sweep: pytest with the packaged plugin and its benchmark test, options passed through
     (``--profile``, ``--model``, ``--runs-root``, pytest's and pytest-benchmark's own); pytest's exit status
@@ -444,16 +453,17 @@ def bench(argv: list[str]) -> int:
     if "-h" in options or "--help" in options:
         print(bench_parser().format_help())
         return EXIT_OK
-    if any(a == "--processes" or a.startswith("--processes=") for a in options):
-        from harness.launch.repeats import split_processes
-
-        status, argv = split_processes(argv)  # K > 1: the K sweeps run there, each a `python -m harness bench`
-        if status is not None:
-            return status
     import pytest
 
     if "--help-pytest" in options:
         return int(pytest.main(["-p", PLUGIN, "--help"]))
+    from harness.launch.repeats import split_processes
+
+    # K > 1 processes (--processes K, or the profile's default): the K sweeps run there, each a
+    # `python -m harness bench --processes 1`, and are pooled into one run.
+    status, argv = split_processes(argv, show=_pooled_table)
+    if status is not None:
+        return status
     outcome = _PytestOutcome()
     # No testpaths: a sweep collects the packaged benchmark test alone, so the project's test folders (and their
     # conftest.py, which may import test-only packages) are not loaded, while its other pytest settings stay.

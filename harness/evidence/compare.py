@@ -10,8 +10,8 @@ gets one verdict, and the verdict names the rule that decided it:
   against a full reference.)
 - ``slower``, ``faster``, ``unchanged`` (rule ``between processes`` or ``noise floor``,
   ``harness.stats.ProcessRule``): for the time per step of each throughput block (block_s / block_steps)
-  and for the synchronized latencies, the ratio NEW/BASE of the geometric means of each side's process
-  medians, with a 99.8% interval whose spread is the between-process spread of the two runs, pooled over the
+  and for the synchronized latencies, the ratio NEW/BASE of the medians of each side's process
+  medians, with a 99.8% interval whose spread is the robust between-process spread of the two runs, pooled over the
   configurations compared (runs of ``bench --processes K``, harness/launch/repeats.py), or, where neither
   run has more than one process, the device kind's noise floor; changed only when the interval excludes 1
   and the ratio is beyond the threshold. A configuration is slower when either measure is.
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import math
 import sys
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from harness.bench.spec import BenchSpec
 from harness.options import EXIT_FINDING, EXIT_NOTHING, EXIT_OK, InputFileError, OptionError
 from harness.options import require_fraction
 from harness.options import report as report_option_error
-from harness.stats import BETWEEN, FLOOR, NOISE_FLOOR, Noise, Outcome, ProcessRule, pooled_sd, process_medians
+from harness.stats import BETWEEN, FLOOR, NOISE_FLOOR, Noise, Outcome, ProcessRule, process_medians
 from harness.store.load import DETAILS_FILE, RESULTS_FILE, raw_samples, read_run
 from harness.store.schema import RUNS_ROOT, exec_mode_of, measured_fine
 
@@ -380,8 +381,7 @@ def compare(base: Run, new: Run, rule: ProcessRule, missing_ok: bool = False) ->
                 groups.setdefault(run.specs[key].device, []).append(
                     process_medians(run.processes.get(key, {}).get(samples, [])))
         for device, values in groups.items():
-            sd, df = pooled_sd(values)
-            result.noise[(measure, device)] = rule.noise(values, device) if not df else Noise(sd, df, BETWEEN)
+            result.noise[(measure, device)] = rule.noise(values, device)
     for key in judged:
         spec = new.specs.get(key) or base.specs[key]
         outcomes = {measure: rule.judge(base.processes.get(key, {}).get(samples, []),
@@ -454,17 +454,23 @@ def _header(result: Comparison) -> list[str]:
 
 
 def _noise_line(result: Comparison) -> str:
+    """The spread used per measure, and the smallest slow-down it lets the rule call with the commonest
+    process counts: what this comparison can resolve."""
+    counts = Counter(c.processes for c in result.configs if all(c.processes))
+    k_base, k_new = counts.most_common(1)[0][0] if counts else (1, 1)
     parts = []
     for (measure, device), n in result.noise.items():
-        parts.append(f"{measure} ({device}) {n.sd:.2%}, " + (f"pooled over {n.df} df" if n.df else "the noise floor"))
-    return "spread of a process median: " + ("; ".join(parts) if parts else "none (nothing judged)")
+        parts.append(f"{measure} ({device}) {n.sd:.2%}, " + (f"pooled over {n.df} df" if n.df else "the noise floor")
+                     + f": resolves a change of {result.rule.resolution(n, k_base, k_new) - 1:.0%} or more")
+    return (f"spread of a process median ({k_base} vs {k_new} processes): " + ("; ".join(parts) if parts else
+                                                                              "none (nothing judged)"))
 
 
 def _footer(result: Comparison) -> list[str]:
     s = result.summary()
     lines = [f"rule ({name}): {statement}" for name, statement in result.rules.items()]
     lines += [_noise_line(result),
-              f"ratios: NEW/BASE of times (ms per step, each side the geometric mean of its processes' medians), above "
+              f"ratios: NEW/BASE of times (ms per step, each side the median of its processes' medians), above "
               f"1 is slower; throughput: time per step of back-to-back blocks; latency: synchronized single steps; "
               f"[{100 * result.rule.level:.3g}% interval] (docs/compare.md)",
               f"{s['compared']} compared: {s['lost']} lost, {s['slower']} slower, {s['faster']} faster, "

@@ -32,14 +32,16 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from harness.bench.spec import BenchSpec, Measurement
-from harness.options import OptionError, report as report_option_error, require_new_run, require_positive
-from harness.stats import pooled_sd, process_medians
+from harness.options import EXIT_USAGE, OptionError, report as report_option_error, require_new_run, require_positive
+from harness.stats import process_medians, robust_pooled_sd
 from harness.store.load import raw_samples, read_run
 from harness.store.schema import RUNS_ROOT, measured_fine
 
@@ -71,11 +73,11 @@ def _take(argv: list[str], name: str) -> tuple[str | None, list[str]]:
 
 
 def processes_from(argv: list[str]) -> tuple[int, list[str]]:
-    """``--processes K`` (default 1) and the other arguments; OptionError for a value that is not an integer
-    of at least 1."""
+    """``--processes K`` (default: the profile's, ``default_processes``) and the other arguments; OptionError
+    for a value that is not an integer of at least 1."""
     value, rest = _take(list(argv), OPTION)
     if value is None:
-        return 1, rest
+        return default_processes(rest), rest
     try:
         k = int(value)
     except ValueError:
@@ -84,28 +86,56 @@ def processes_from(argv: list[str]) -> tuple[int, list[str]]:
     return k, rest
 
 
-def split_processes(argv: list[str]) -> tuple[int | None, list[str]]:
-    """The hook for ``python -m harness bench``: with ``--processes K`` (K > 1) run the K processes here and
-    return (their exit status, argv without the option); with K = 1 or none, (None, argv without it) for
-    the caller to run the one sweep itself; a bad value is reported: (2, argv)."""
-    try:
-        k, rest = processes_from(argv)
-    except OptionError as error:
-        return report_option_error(error), list(argv)
-    return (run_processes(rest, k) if k > 1 else None), rest
-
-
-def _default_run_id(argv: list[str]) -> str:
-    from harness.bench.profiles import default_profile
-    from harness.store.run_store import new_run_id
-
+def _device(argv: list[str]) -> str:
     device, _ = _take(argv, "--device")
     if device is None:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _profile_name(argv: list[str]) -> str:
+    from harness.bench.profiles import default_profile
+
     profile, _ = _take(argv, "--profile")
-    return new_run_id(device, profile or default_profile(device))
+    return profile or default_profile(_device(argv))
+
+
+def default_processes(argv: list[str]) -> int:
+    """How many processes a bench without ``--processes`` runs: the profile's ``processes``
+    (harness.bench.profiles), except 1 for one shard of a launched sweep (``--shard``: the launcher spreads
+    the configurations, harness.launch) and for pytest's collection-only runs; on ``--resume RUN`` the
+    processes the run already has (1 for a run of one process). An unknown profile gives 1: the sweep
+    itself then refuses it, with the list of profiles."""
+    from harness.bench.profiles import PROFILES
+
+    if any(a in ("--collect-only", "--co") or a == "--shard" or a.startswith("--shard=") for a in argv):
+        return 1
+    resume, _ = _take(argv, "--resume")
+    if resume:
+        root, _ = _take(argv, "--runs-root")
+        folder = (Path(root) if root else RUNS_ROOT) / resume / PROCESSES_DIR
+        return len(list(folder.glob("p*"))) if folder.is_dir() else 1
+    profile = PROFILES.get(_profile_name(argv))
+    return profile.processes if profile else 1
+
+
+def split_processes(argv: list[str], show: Callable[[Path], None] | None = None) -> tuple[int | None, list[str]]:
+    """The hook for ``python -m harness bench``: with K > 1 processes (``--processes K``, or the profile's
+    default) run the K processes here and return (their exit status, argv without the option); with K = 1,
+    (None, argv without it) for the caller to run the one sweep itself; a bad value is reported: (2, argv)."""
+    try:
+        k, rest = processes_from(argv)
+    except OptionError as error:
+        return report_option_error(error), list(argv)
+    return (run_processes(rest, k, show) if k > 1 else None), rest
+
+
+def _default_run_id(argv: list[str]) -> str:
+    from harness.store.run_store import new_run_id
+
+    return new_run_id(_device(argv), _profile_name(argv))
 
 
 def _run_dir(argv: list[str]) -> tuple[Path, bool, list[str]]:
@@ -128,9 +158,10 @@ def _run_dir(argv: list[str]) -> tuple[Path, bool, list[str]]:
     return runs_root / run_id, False, argv
 
 
-def run_processes(argv: list[str], k: int) -> int:
+def run_processes(argv: list[str], k: int, show: Callable[[Path], None] | None = None) -> int:
     """Run the bench sweep of ``argv`` (``python -m harness bench`` arguments, without ``--processes``) in
-    ``k`` fresh processes as sub-runs of one run folder, then pool them (module docstring). The exit status."""
+    ``k`` fresh processes as sub-runs of one run folder, then pool them (module docstring) and ``show`` the
+    pooled run folder (the bench prints its table). The exit status."""
     try:
         require_positive(OPTION, k)
         run_dir, resumed, argv = _run_dir(list(argv))
@@ -142,12 +173,15 @@ def run_processes(argv: list[str], k: int) -> int:
     for i in range(k):
         name = f"p{i}"
         again = resumed and (processes / name).is_dir()
-        command = [sys.executable, "-m", "harness", "bench", *argv, "--runs-root", str(processes),
+        command = [sys.executable, "-m", "harness", "bench", *argv, OPTION, "1", "--runs-root", str(processes),
                    *(("--resume", name) if again else ("--run-id", name))]
         print(f"[process {i + 1}/{k}] {'resuming' if again else 'measuring'} {processes / name}", flush=True)
         started = time.monotonic()
         status = subprocess.run(command).returncode
         walls.append(round(time.monotonic() - started, 1))
+        if status == EXIT_USAGE and i == 0 and not resumed:
+            shutil.rmtree(run_dir, ignore_errors=True)  # refused before measuring: no run to resume
+            return status
         if status not in (0, 1):
             print(f"process {i + 1}/{k} ({processes / name}) exited {status}; the remaining processes were not "
                   f"started and nothing was pooled. Way out: fix what it reported, then `python -m harness bench "
@@ -158,6 +192,8 @@ def run_processes(argv: list[str], k: int) -> int:
     problems = pool(run_dir, [processes / f"p{i}" for i in range(k)], statuses, walls)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
+    if show:
+        show(run_dir)
     print(f"{k} processes pooled into {run_dir} (sweep wall times {', '.join(f'{w:g} s' for w in walls)})")
     return 1 if any(statuses) or problems else 0
 
@@ -219,13 +255,14 @@ def pooled_row(rows: list[dict], record: dict, run_id: str) -> dict:
 
 
 def between_process_sd(details: dict) -> dict:
-    """Per measure, the pooled standard deviation of log process medians over the run's configurations."""
+    """Per measure, the spread of log process medians over the run's configurations (robust_pooled_sd: the
+    spread compare uses)."""
     groups = {"throughput": [], "latency": []}
     for record in details.values():
         processes = [raw_samples(p) for p in record.get("processes", [])]
         groups["throughput"].append(process_medians([p["step_s"] for p in processes]))
         groups["latency"].append(process_medians([p["latency_s"] for p in processes]))
-    return {measure: dict(zip(("sd", "df"), pooled_sd(values))) for measure, values in groups.items()}
+    return {measure: dict(zip(("sd", "df"), robust_pooled_sd(values))) for measure, values in groups.items()}
 
 
 def pool(run_dir: Path, folders: list[Path], statuses: list[int] | None = None,
