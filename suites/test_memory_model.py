@@ -2,7 +2,9 @@
 plan``, harness.planner):
 
 - the committed H200 rows (harness/bench/data/memory_h200.csv, copied from issue 19 with their provenance)
-  are predicted within 10%, and no live-tensor floor lies above its measured peak;
+  are predicted within 10% (the 64^3 rows within 5%), and no live-tensor floor lies above its measured peak; so are
+  the held-out rows (harness/memory/data/heldout_h200.csv), which nothing is fitted to; cuBLAS's workspaces are
+  taken once per thread and kept, as torch does (issue 27);
 - the simulation is exact on the CPU: the live-tensor peak of the step simulated on fake tensors (the
   measured step derived from the first) equals that of the same step run for real, twice, on CPU tensors
   under the same tracker, for the article's UNet, UNet++, two peers and a user model, both modes, fp32 and
@@ -63,9 +65,9 @@ def test_the_committed_h200_rows_are_the_issues_table_with_their_provenance():
 
 def test_every_committed_h200_row_is_predicted_within_10_percent_and_no_floor_lies_above_it():
     misses = []
-    for row in mm.load_gpu_rows():
+    for row in workspace.committed_rows():
         spec, measured = mm.row_spec(row), float(row["peak_mem_mb"])
-        done = mm.predict_peak_memory(spec)
+        done = mm.predict_row(row)  # as measured: on its GPU, with what its process already held
         if not 0.9 <= done.peak_mb / measured <= 1.1 or done.floor_mb > measured:
             misses.append(f"{spec.label}: measured {measured}, predicted {done.peak_mb:.1f}, floor {done.floor_mb:.1f}")
     assert not misses, "\n".join(misses)
@@ -508,7 +510,7 @@ def test_cuda_rows_carry_the_domain_column():
     from harness.store.run_store import to_row
     from harness.store.schema import RESULT_COLUMNS
 
-    assert RESULT_COLUMNS[-1] == "predicted_domain"
+    assert "predicted_domain" in RESULT_COLUMNS  # (columns appended after it by other rooms may follow)
     spec = BenchSpec("unet3d", (1, 16, 16, 16), 2, "train", device="cuda")
     row = to_row(Measurement(spec, extra={"predicted_peak_mb": 1.0, "predicted_floor_mb": 1.0,
                                           "predicted_domain": "fitted"}), {}, "r")
@@ -519,3 +521,135 @@ def test_bench_reaches_the_memory_room_only_through_its_hook():
     from harness.bench import predictors
 
     assert predictors.memory_predictor() is mm.predict_peak_memory
+
+
+# --- closer on small steps (issue 27, item 3): held-out rows, large rows, cuBLAS's workspaces --------------------
+def test_the_heldout_h200_rows_are_predicted_within_10_percent_and_never_fitted_to():
+    """The two held-out rows issue 27 quotes (resnet50-3d at 1x16^3, batch 2, fp32; 0.89 and 0.88 before its
+    classifier head's cuBLAS workspaces were counted) come within 10%; the fit and its domain never read them."""
+    heldout = workspace.heldout_rows()
+    assert {(r["model"], r["input_shape"], r["mode"]) for r in heldout} == {
+        ("resnet50-3d", "1x16x16x16", "inference"), ("resnet50-3d", "1x16x16x16", "train")}
+    specs = {mm.row_spec(r) for r in heldout}
+    assert not specs & {mm.row_spec(r) for r in workspace.committed_rows()}
+    assert all(r["model"] != "resnet50-3d" for r in workspace.committed_rows())  # what the fit and its domain read
+    misses = []
+    for row in heldout:
+        spec, measured = mm.row_spec(row), float(row["peak_mem_mb"])
+        done = mm.predict_row(row)
+        assert done.peak_mb == mm.predict_peak_memory(spec, gpu="NVIDIA H200").peak_mb  # its process held nothing else
+        if not 0.9 <= done.peak_mb / measured <= 1.1 or done.floor_mb > measured:
+            misses.append(f"{spec.label}: measured {measured}, predicted {done.peak_mb:.1f}, floor {done.floor_mb:.1f}")
+    assert not misses, "\n".join(misses)
+
+
+def test_the_large_committed_rows_stay_within_5_percent():
+    """The issue's check beside the 10% of every row: the 64^3 rows (the sizes a paper reports) within 5%."""
+    large = [r for r in workspace.committed_rows() if int(r["input_shape"].split("x")[1]) >= 64]
+    assert len(large) == 12
+    ratios = {mm.row_spec(r).label: mm.predict_row(r).peak_mb / float(r["peak_mem_mb"]) for r in large}
+    assert all(0.95 <= v <= 1.05 for v in ratios.values()), ratios
+    from harness.planner.accuracy import check_rows
+
+    assert all(c.within for c in check_rows())  # what `python -m harness plan --rows` prints, every row in its bound
+
+
+def test_cublas_workspace_sizes_are_torchs_defaults_and_follow_its_environment_variables():
+    from harness.memory import blas
+
+    mib = 1 << 20
+    for name in ("NVIDIA H200", "NVIDIA H100 80GB HBM3", "NVIDIA GH200 480GB", "NVIDIA H20", None):
+        assert mm.workspace_bytes(name, env={}) == {"cublas": 32 * mib, "cublaslt": mib}, name
+    for name in ("NVIDIA GeForce RTX 3090", "NVIDIA A100-SXM4-80GB", "NVIDIA B200", "Tesla H2000"):
+        assert mm.workspace_bytes(name, env={})["cublas"] == 8 * mib + 128 * 1024, name
+    assert mm.workspace_bytes("NVIDIA H200", env={"CUBLAS_WORKSPACE_CONFIG": ":16:8"})["cublas"] == 128 * 1024
+    assert mm.workspace_bytes("NVIDIA H200", env={"CUBLAS_WORKSPACE_CONFIG": ":16:8"})["cublaslt"] == 128 * 1024
+    assert mm.workspace_bytes("RTX 3090", env={"CUBLAS_WORKSPACE_CONFIG": ":4096:8"})["cublas"] == 32 * mib
+    assert mm.workspace_bytes("NVIDIA H200", env={"CUBLAS_WORKSPACE_CONFIG": "nonsense"})["cublas"] == 32 * mib
+    assert mm.workspace_bytes(None, env={"CUBLASLT_WORKSPACE_SIZE": "4096"})["cublaslt"] == 4 * mib
+    assert mm.workspace_bytes(None, env={"TORCH_CUBLASLT_UNIFIED_WORKSPACE": "1"})["cublaslt"] == 0
+    assert blas.HOPPER_DEFAULT == 32 * mib
+
+
+def test_a_matmul_takes_its_threads_cublas_workspace_once_and_keeps_it():
+    from harness.memory.events import ALLOC, BACKWARD_THREAD, BLAS, FORWARD_THREAD, FREE, MARK
+
+    sizes = {"cublas": 32 << 20, "cublaslt": 1 << 20}
+    events = ((ALLOC, 0, 4096, "x"), (MARK,), (BLAS, FORWARD_THREAD, True), (BLAS, FORWARD_THREAD, False),
+              (BLAS, BACKWARD_THREAD, False), (BLAS, BACKWARD_THREAD, False), (FREE, 0), (MARK,),
+              (BLAS, FORWARD_THREAD, True), (BLAS, BACKWARD_THREAD, False))
+    done = mm.replay(events, None, sizes)
+    assert done.blas == (32 << 20) * 2 + (1 << 20)
+    assert done.peak == done.allocated == (32 << 20) * 2 + (1 << 20)  # held from the warm-up step on
+    assert done.floor == 0  # no tensor holds them
+    assert mm.replay(events, None, None).peak == 0 and mm.replay(events, None, None).blas == 0  # the step frees x
+
+
+@pytest.mark.parametrize("mode, threads", [("inference", {"caller"}), ("train", {"caller", "autograd"})])
+def test_the_classifiers_head_calls_cublas_on_the_caller_and_in_training_on_autogradss_thread(mode, threads):
+    """resnet50-3d's Linear head: its forward (a matmul with a bias: cuBLASLt) on the calling thread, in training
+    its backward's matmuls on autograd's; the UNets call no matmul, so their committed rows are unchanged."""
+    from harness.memory.events import BLAS
+
+    spec = BenchSpec("resnet50-3d", (1, 16, 16, 16), 2, mode, device="cuda", precision="fp32")
+    blas = [e for e in mm.trace(spec).events if e[0] == BLAS]
+    assert {e[1] for e in blas} == threads
+    assert any(e[1] == "caller" and e[2] for e in blas) and not any(e[1] == "autograd" and e[2] for e in blas)
+    done = mm.predict_peak_memory(spec, gpu="NVIDIA H200")
+    assert done.blas_mb == pytest.approx(32 * len(threads) + 1)
+    unet = BenchSpec("unet3d", (1, 16, 16, 16), 2, mode, device="cuda", precision="fp32", overrides="base_c=4")
+    assert not [e for e in mm.trace(unet).events if e[0] == BLAS]
+
+
+def test_the_tracker_knows_a_backward_from_a_forward_by_autograds_graph_task():
+    """The private call the tracker uses to tell autograd's thread (``torch._C._current_graph_task_id``)."""
+    from harness.memory.tracing import _thread
+
+    seen = []
+    x = torch.ones(2, requires_grad=True)
+    y = (x * 2).sum()
+    x.register_hook(lambda grad: seen.append(_thread()))
+    seen.append(_thread())
+    y.backward()
+    assert seen == ["caller", "autograd"]
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_measuring_the_flops_peak_gives_back_the_cublas_workspace_its_matmuls_took(monkeypatch, device):
+    """The peak-FLOP/s matmuls run between rows of a run: on CUDA their cuBLAS workspace (kept by torch, counted by
+    max_memory_allocated) is given back at once, or every later row's measured peak would carry it."""
+    from harness.bench import peak
+
+    log = []
+    monkeypatch.setattr(torch, "randn", lambda *shape, **kw: torch.zeros(2, 2))
+    monkeypatch.setattr(peak, "_one_call_s", lambda a, b, device: log.append("matmul") or peak.MIN_CALL_S)
+    monkeypatch.setattr(torch._C, "_cuda_clearCublasWorkspaces", lambda: log.append("clear cuBLAS"), raising=False)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: log.append("empty_cache"))
+    assert peak.measure_peak_tflops(device, "fp32") > 0
+    if device == "cuda":  # after the last matmul, in that order
+        assert log[-2:] == ["clear cuBLAS", "empty_cache"] and log.count("matmul") >= 2
+    else:
+        assert "clear cuBLAS" not in log and "empty_cache" not in log
+
+
+def test_workspaces_an_earlier_configuration_left_are_held_from_the_start_and_not_taken_again():
+    from harness.memory.events import ALLOC, BLAS, FORWARD_THREAD, MARK
+
+    sizes = {"cublas": 32 << 20, "cublaslt": 1 << 20}
+    events = ((ALLOC, 0, 4096, "x"), (MARK,), (BLAS, FORWARD_THREAD, False))
+    held = (("caller", "cublas"), ("caller", "cublaslt"), ("autograd", "cublas"))
+    assert mm.replay(events, None, sizes, held).peak == (65 << 20) + 4096  # the step's matmul reuses the caller's
+    assert mm.replay(events, None, sizes).peak == (32 << 20) + 4096
+    rows = {(r["model"], r["mode"]): workspace.held_before(r) for r in workspace.committed_rows() if r["held_before"]}
+    assert rows == {("unet3d-resnet50", "inference"): held, ("unet3d-resnet50", "train"): held}  # after resnet50-3d
+
+
+def test_plan_rows_prints_every_measured_row_with_its_bound_and_exits_1_when_one_leaves_it(capsys, monkeypatch):
+    assert cli.main(["--rows"]) == 0
+    out = capsys.readouterr().out
+    assert "18 of 18 rows within their bound" in out and out.count("| held out |") == 2
+    from harness.planner import accuracy
+
+    monkeypatch.setattr(accuracy, "BOUND", 0.0001)  # a bound no 16^3 row meets: the finding is said and exits 1
+    assert cli.main(["--rows"]) == 1
+    assert "**outside**" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Whole-volume inference (issue 18): ``harness.infer_volume`` over MONAI's sliding windows is exact where it must
 be, counts windows as MONAI scans them, mirrors as nnU-Net does, its rows carry the volume columns and keys, and
-bad volume options stop before anything runs. Tiny models and volumes: seconds on a 2-core CPU."""
+bad volume options stop before anything runs, and a CUDA volume row carries the memory model's prediction of its
+peak, simulated exactly as the pass runs (issue 27). Tiny models and volumes: seconds on a 2-core CPU."""
 import csv
 import math
 import statistics
@@ -316,3 +317,70 @@ def test_a_bad_volume_option_exits_2_with_one_paragraph_and_writes_nothing(refus
         assert word in message[0], output
     assert written == [] and results_untouched
 
+
+
+# --- (e) the predicted peak of a CUDA volume row (issue 27): the pass simulated on the CPU ------------------------
+
+def _cuda_volume(**fields) -> BenchSpec:
+    return _volume_spec(**{"device": "cuda", "cudnn_benchmark": True, **fields})
+
+
+@pytest.mark.parametrize("fields", [dict(), dict(mirror=True, precision="bf16"), dict(sw_batch_size=1, blend="constant")],
+                         ids=["sw2", "mirrored-bf16", "sw1-constant"])
+def test_a_simulated_volume_pass_holds_what_the_same_pass_run_on_cpu_tensors_holds(fields):
+    """The pass on fake tensors, each repeated forward pass replayed rather than simulated, against the same pass
+    run for real on CPU tensors under the same tracker (every window's forward pass run): the same live-tensor
+    peak, and the same peak with the workspaces; the replay is event for event the simulation of every call."""
+    from harness.memory import prediction, replay, volume_trace
+
+    spec = _cuda_volume(**fields)
+    simulated = volume_trace(spec)
+    every_call = volume_trace(spec, replay_forwards=False)
+    real = volume_trace(spec, fake=False)
+    assert simulated.events == every_call.events
+    assert replay(simulated.events).floor == replay(real.events).floor > 0
+    assert prediction(simulated.events) == prediction(real.events)
+
+
+def test_the_predicted_volume_peak_grows_by_the_volume_and_monais_stitched_buffers():
+    """A larger volume, the same windows: the pass holds more by the volume, MONAI's stitched output (one value
+    per class and voxel) and its count map (one per voxel), all float32, and by nothing else."""
+    from harness.memory import predict_peak_memory
+
+    small, large = _cuda_volume(input_shape=(1, 24, 20, 16)), _cuda_volume(input_shape=(1, 40, 20, 16))
+    grown = (40 - 24) * 20 * 16 * (1 + 2 + 1) * 4  # input channel, 2 classes, count map; float32
+    done = {s: predict_peak_memory(s) for s in (small, large)}
+    assert (done[large].floor_mb - done[small].floor_mb) * 2 ** 20 == pytest.approx(grown, abs=3 * 512)
+    assert done[large].peak_mb > done[small].peak_mb
+
+
+def test_a_cuda_volume_row_carries_its_prediction_and_its_domain(monkeypatch):
+    """On a fake CUDA device (the prediction itself runs on the CPU): the three prediction columns, labelled as
+    extrapolated while no volume row measured on a GPU is committed; nothing for a CPU row; a failure is said."""
+    from harness.bench import predictors
+
+    import harness.memory  # noqa: F401  (registers the predictor)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91900)
+    columns = predictors.predicted_columns(_cuda_volume())
+    assert set(columns) == {"predicted_peak_mb", "predicted_floor_mb", "predicted_domain"}
+    assert 0 < columns["predicted_floor_mb"] <= columns["predicted_peak_mb"]
+    assert columns["predicted_domain"] == "extrapolated: volume pass (fitted on inference and train steps)"
+    assert predictors.predicted_columns(_volume_spec()) == {}
+    refused = predictors.predicted_columns(_cuda_volume(roi=(24, 16, 16)))  # a window unet3d cannot run
+    assert set(refused) == {"predicted_error"} and "ValueError" in refused["predicted_error"]
+
+
+def test_measure_volume_puts_the_prediction_columns_on_its_row(monkeypatch, tmp_path):
+    from harness.bench import volume
+
+    monkeypatch.setattr(volume, "predicted_columns", lambda spec: {"predicted_peak_mb": 12.34, "predicted_floor_mb": 5.0,
+                                                                   "predicted_domain": "fitted"})
+    m = measure(_volume_spec(rounds=1, blocks=1))
+    assert m.error == "" and m.extra["predicted_peak_mb"] == 12.34
+    store = RunStore(tmp_path / "run")
+    store.append(m, capture())
+    row = next(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+    assert (row["predicted_peak_mb"], row["predicted_floor_mb"], row["predicted_domain"]) == ("12.3", "5.0", "fitted")

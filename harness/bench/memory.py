@@ -53,3 +53,17 @@ def peak_memory(step: Callable[[], object], device: str):
         return step(), None, None, "unavailable"
     result = step()
     return result, (_status_kb("VmHWM") - baseline_kb) * 1024 / MB, None, CPU_MEMORY_KIND
+
+
+def release_device_caches(device: str) -> None:
+    """After a configuration on CUDA: give back what it leaves cached, so that the next configuration's peak counts
+    its own memory only. cuBLAS's workspaces first: torch keeps one per thread that ran a matmul, from the caching
+    allocator, for the life of the process (``max_memory_allocated`` counts them; torch's own memory-leak checks
+    clear them for that reason), so a later configuration would carry an earlier one's; then the allocator's
+    cached free segments (``empty_cache``)."""
+    if device != "cuda":
+        return
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is not None:
+        clear()
+    torch.cuda.empty_cache()

@@ -22,3 +22,22 @@ def memory_predictor() -> Callable:
     if _MEMORY is None:
         raise LookupError(NOT_REGISTERED)
     return _MEMORY
+
+
+def predicted_columns(spec) -> dict:
+    """A CUDA row's prediction columns: ``predicted_peak_mb``, ``predicted_floor_mb`` and ``predicted_domain`` from
+    the registered predictor, on the device's name and cuDNN version; ``predicted_error`` instead where the
+    configuration cannot be simulated or none is registered (a prediction that fails never fails the measurement).
+    Other devices: none. (harness.bench.run's ``_predicted_memory`` does the same for step rows.)"""
+    if spec.device != "cuda":
+        return {}
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+        cudnn = torch.backends.cudnn.version() if torch.cuda.is_available() else None
+        done = memory_predictor()(spec, gpu=gpu, cudnn=cudnn)
+    except Exception as failure:  # whatever a user model's pass does on fake tensors: the row stands
+        text = str(failure).strip().splitlines()
+        return {"predicted_error": f"{type(failure).__name__}: {text[0] if text else ''}"}
+    return {"predicted_peak_mb": done.peak_mb, "predicted_floor_mb": done.floor_mb, "predicted_domain": done.domain}

@@ -13,7 +13,9 @@ constant blending, stitching); this module adds what MONAI leaves to the caller 
   forward passes are also timed back to back at the same ``sw_batch_size``, which gives the share of the
   volume time spent outside the network (``stitch_fraction``); ``search_sw_batch`` is ``--sw-batch auto``.
 
-``harness.infer_volume`` is ``infer_volume`` here: the harness's rows and a user's script run the same code.
+``harness.infer_volume`` is ``infer_volume`` here: the harness's rows and a user's script run the same code. A CUDA
+row also carries the memory model's predicted peak (``predicted_columns``; the pass simulated on the CPU by
+harness.memory.volume from ``prepare_volume``, the job measured here).
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ import torch
 
 from harness.bench.configuration import Configuration
 from harness.bench.environment import SEED
-from harness.bench.memory import peak_memory
+from harness.bench.memory import peak_memory, release_device_caches
+from harness.bench.predictors import predicted_columns
 from harness.bench.spec import BenchSpec, Measurement, output_problem, sample_problem, shape_text
 from harness.bench.timing import block_steps, synchronize, time_block, time_step, warm_up
 from harness.bench.workload import AUTOCAST_DTYPES, COMPILE_MODES, configure_backends
@@ -320,8 +323,12 @@ def _pad_to_window(volume: torch.Tensor, roi: Sequence[int]) -> torch.Tensor:
     return torch.nn.functional.pad(volume, pads) if any(pads) else volume
 
 
-def prepare_volume(config: Configuration) -> VolumeJob:
-    spec, device = config.spec, config.spec.device
+def prepare_volume(config: Configuration, device: str | None = None, autocast=None) -> VolumeJob:
+    """Everything a volume pass needs, built as ``harness.bench.workload.prepare`` builds a step: ``device`` in place
+    of the spec's and ``autocast`` (dtype -> context) in place of ``torch.autocast`` let the memory model run the
+    same pass on CPU fake tensors with CUDA's autocast policy (harness.memory.volume)."""
+    spec = config.spec
+    device = device or spec.device
     configure_backends(spec, device)
     model = build_variant(config.variant, spec.constructor_overrides, device, seed=SEED).eval()
     generator = torch.Generator(device=device).manual_seed(SEED)
@@ -336,13 +343,15 @@ def prepare_volume(config: Configuration) -> VolumeJob:
         replayed = predictor
         predictor = lambda x: replayed(x).clone()  # noqa: E731
 
-    def autocast():
+    def region():
         if spec.precision == "fp32":
             return contextlib.nullcontext()
+        if autocast is not None:
+            return autocast(AUTOCAST_DTYPES[spec.precision])
         return torch.autocast(device_type=device, dtype=AUTOCAST_DTYPES[spec.precision])
 
     def run():
-        with autocast():
+        with region():
             return infer_volume(predictor, volume, spec.roi, spec.overlap, spec.blend, spec.sw_batch_size, spec.mirror)
 
     def step():
@@ -360,7 +369,7 @@ def prepare_volume(config: Configuration) -> VolumeJob:
         return [torch.cat(windows[i:i + spec.sw_batch_size]) for i in range(0, len(windows), spec.sw_batch_size)]
 
     def forward(window_batches):
-        with torch.inference_mode(), autocast():
+        with torch.inference_mode(), region():
             for batch in window_batches:
                 for _ in range(calls):
                     predictor(batch)
@@ -379,7 +388,8 @@ def measure_volume(spec: BenchSpec, timer=time_step, work_cache=None) -> Measure
     the windows' own forward passes back to back (``forward_s``, per volume: adjacent samples, so that a change
     of the machine's load between them moves both; ``stitch_fractions`` pairs them). Failures are rows: any
 exception, an output of another shape than the volume's, a non-finite output. ``work_cache`` is the run's
-    ``harness.bench.run.WorkCache`` (MACs, FLOPs, measured peaks)."""
+    ``harness.bench.run.WorkCache`` (MACs, FLOPs, measured peaks). A CUDA row also carries the memory
+    model's prediction of its peak (``predicted_columns``: the pass simulated on the CPU, harness.memory.volume)."""
     try:
         config = resolve_volume(spec)
     except Exception as failure:  # a user model whose probe or builder raises: an error row all the same
@@ -422,8 +432,7 @@ exception, an output of another shape than the volume's, a non-finite output. ``
         return row(error=_why(failure))
     finally:
         del job
-        if spec.device == "cuda":
-            torch.cuda.empty_cache()
+        release_device_caches(spec.device)
     error = (output_problem(output_shape, expected) or sample_problem(latency, blocks)
              or ("" if finite else "output not finite: the stitched volume holds NaN or inf"))
     return row(latency_s=tuple(latency), block_s=tuple(blocks), block_steps=steps, setup_s=warm.setup_s,
@@ -431,7 +440,7 @@ exception, an output of another shape than the volume's, a non-finite output. ``
                peak_tflops=peak_tflops, peak_mem_mb=peak, peak_reserved_mb=reserved, work=work,
                output_shape=output_shape, forward_s=tuple(forward), warmup_settled=warm.settled,
                error=error,
-               flop_error=flop_error, extra={"memory_kind": memory_kind})
+               flop_error=flop_error, extra={"memory_kind": memory_kind, **predicted_columns(spec)})
 
 
 def search_sw_batch(spec: BenchSpec, timer=time_step, work_cache=None,

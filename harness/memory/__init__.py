@@ -42,19 +42,27 @@ so that each can be checked on its own:
    committed GPU rows (harness/bench/data/memory_h200.csv; per-row ratios in docs/memory.md); refit them
    when GPU rows are added.
 
+3. **cuBLAS's workspaces, from torch's source** (``harness.memory.blas``, nothing fitted): the first matmul a
+   thread issues gives its cuBLAS handle a workspace from the caching allocator, held for the life of the
+   process (32 MiB on Hopper by default); autograd runs a CUDA backward on a thread of its own, so a training
+   step with a matmul in its forward and backward (a classifier's ``Linear`` head) holds two, an inference step
+   one, and a matmul with a bias (cuBLASLt) a small one besides.
+
 For the planner (harness.planner), ``ScaledTrace`` (harness.planner.scaled) turns two simulations of a configuration at two
-small sizes into the trace at any batch and patch size, and estimates its peak in microseconds.
+small sizes into the trace at any batch and patch size, and estimates its peak in microseconds. A whole-volume row
+(mode ``volume``) is predicted the same way from its simulated sliding-window pass (``harness.memory.volume``).
 
 Left out: torch.compile and CUDA graphs (predicted as the eager step: inductor's fused kernels usually
-hold less, CUDA graphs' private pools more); cuBLAS workspaces (these networks' steps call no matmul);
-what other processes or earlier configurations leave allocated; the CUDA context, cached but unused
+hold less, CUDA graphs' private pools more); what other processes or earlier configurations leave allocated; the
+CUDA context, cached but unused segments and fragmentation (``max_memory_allocated`` leaves them out too).
 
-The room, one job a file (arrows only down: events <- autocast, allocator <- tracing <- workspace <- predict <- fit):
-``events`` (the stream's event kinds), ``autocast`` (CUDA's autocast policy on CPU tensors), ``tracing`` (the
-tracker, a guarded subclass of torch's private ``MemTracker``, known to work on torch 2.11-2.13; the trace and
-``second_step``), ``allocator`` (the caching-allocator replay), ``workspace`` (the fitted cuDNN workspace model,
-the committed GPU rows and the domain they cover), ``predict`` (the prediction, with its domain label),
-``fit`` (refitting the workspace factors to GPU rows).
+The room, one job a file (arrows only down: events, blas <- autocast, allocator <- tracing <- volume, workspace <-
+predict <- fit): ``events`` (the stream's event kinds), ``blas`` (cuBLAS's workspace sizes), ``autocast`` (CUDA's
+autocast policy on CPU tensors), ``tracing`` (the tracker, a guarded subclass of torch's private ``MemTracker``,
+known to work on torch 2.11-2.13; the trace and ``second_step``), ``volume`` (a whole-volume pass, simulated),
+``allocator`` (the caching-allocator replay), ``workspace`` (the fitted cuDNN workspace model, the committed GPU rows
+and the domain they cover), ``predict`` (the prediction, with its domain label), ``fit`` (refitting the workspace
+factors to GPU rows).
 
 The room sits above ``harness.bench``, which never imports it: a CUDA row gets its prediction through the hook
 ``harness.bench.predictors`` holds, which ``register()`` below fills (the pytest plugin and the volume command call
@@ -63,15 +71,17 @@ it; so does importing ``harness.memory``).
 from __future__ import annotations
 
 from harness.memory.allocator import CachingAllocator, Replay, replay, round_size
+from harness.memory.blas import workspace_bytes
 from harness.memory.autocast import CudaAutocast
 from harness.memory.fit import fit_workspace_factors
-from harness.memory.predict import MemoryPrediction, predict_peak_memory, prediction, register
+from harness.memory.predict import MemoryPrediction, predict_peak_memory, predict_row, prediction, register
 from harness.memory.tracing import StepTracker, Trace, second_step, trace
+from harness.memory.volume import volume_trace
 from harness.memory.workspace import WORKSPACE_FACTORS, domain, fitted_domain, load_gpu_rows, row_spec
 
 register()
 
 __all__ = ["CachingAllocator", "CudaAutocast", "MemoryPrediction", "Replay", "StepTracker", "Trace",
            "WORKSPACE_FACTORS", "domain", "fit_workspace_factors", "fitted_domain", "load_gpu_rows",
-           "predict_peak_memory", "prediction", "register", "replay", "round_size", "row_spec", "second_step",
-           "trace"]
+           "predict_peak_memory", "predict_row", "prediction", "register", "replay", "round_size", "row_spec", "second_step",
+           "trace", "volume_trace", "workspace_bytes"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from harness.memory.events import ALLOC, FREE, MARK, RETYPE, WORKSPACE
+from harness.memory.events import ALLOC, BLAS, FREE, MARK, RETYPE, WORKSPACE
 
 MIN_BLOCK = 512  # kMinBlockSize: every request is rounded up to a multiple of this
 SMALL_SIZE = 1 << 20  # kSmallSize: requests up to this come from the small pool
@@ -101,16 +101,47 @@ class CachingAllocator:
 @dataclass(frozen=True)
 class Replay:
     floor: int  # peak of the live storages, each rounded up to 512 bytes
-    allocated: int  # peak of the allocator's blocks, unsplit remainders included, without workspaces
+    allocated: int  # peak of the allocator's blocks, unsplit remainders included, without convolution workspaces
     peak: int  # the same with the convolution workspaces
     floor_parts: dict  # the live storages at the floor's peak, by MemTracker category (bytes)
+    blas: int = 0  # the cuBLAS workspaces held (in allocated and peak, not in the floor: no tensor holds them)
 
 
-def replay(events, workspace: dict | None = None) -> Replay:
+class BlasWorkspaces:
+    """The cuBLAS workspaces a trace's matmuls take (``BLAS`` events; sizes from harness.memory.blas): a thread's
+    first matmul takes its cuBLAS workspace, its first through cuBLASLt the cuBLASLt one besides; held from then
+    on, as torch keeps them for the life of the process."""
+
+    def __init__(self, allocator: CachingAllocator, sizes: dict | None):
+        self.allocator, self.sizes = allocator, sizes or {}
+        self.taken: dict[tuple, int] = {}  # (thread, "cublas"|"cublaslt") -> bytes
+
+    def at(self, event) -> None:
+        _, thread, lt = event
+        for kind in ("cublas", "cublaslt") if lt else ("cublas",):
+            self.take(thread, kind)
+
+    def take(self, thread: str, kind: str) -> None:
+        size = self.sizes.get(kind, 0)
+        if size and (thread, kind) not in self.taken:
+            self.allocator.malloc(size)
+            self.taken[thread, kind] = round_size(size)
+
+    @property
+    def held(self) -> int:
+        return sum(self.taken.values())
+
+
+def replay(events, workspace: dict | None = None, blas: dict | None = None, held: tuple = ()) -> Replay:
     """Replay a trace through ``CachingAllocator``; peaks count from the last ``MARK`` (the start of the
     measured step) on, as ``reset_peak_memory_stats`` before it does. ``workspace``: the workspace model's
-    factors (``activation``, ``filter``), or None for none."""
+    factors (``activation``, ``filter``), or None for none; ``blas``: the cuBLAS workspace sizes
+    (``harness.memory.blas.workspace_bytes``), or None for none; ``held``: cuBLAS workspaces the process holds
+    before the trace begins, ((thread, "cublas"|"cublaslt"), ...) (left by configurations measured before)."""
     allocator = CachingAllocator()
+    handles = BlasWorkspaces(allocator, blas)
+    for thread, kind in held:
+        handles.take(thread, kind)
     where: dict[int, tuple[int, int, object]] = {}  # storage -> (block address, rounded bytes, category)
     start = max((i for i, e in enumerate(events) if e[0] == MARK), default=-1)
     live = floor = 0
@@ -150,8 +181,11 @@ def replay(events, workspace: dict | None = None) -> Replay:
             nbytes = int(activation * event[1] + filter_ * event[3])
             if nbytes:
                 allocator.release(allocator.malloc(nbytes))
+        elif kind == BLAS:
+            handles.at(event)
+            allocated = max(allocated, allocator.allocated)
         elif kind == MARK and i == start:
             allocator.peak = allocated = allocator.allocated
             floor, parts = live, dict(by_kind)
     return Replay(floor, allocated, allocator.peak,
-                  {getattr(c, "value", str(c)): v for c, v in parts.items() if v})
+                  {getattr(c, "value", str(c)): v for c, v in parts.items() if v}, handles.held)

@@ -2,10 +2,10 @@
 suites/test_memory_model.py recomputes them from the committed rows and holds them equal to the constants in use."""
 from __future__ import annotations
 
-from harness.memory.allocator import CachingAllocator, replay
-from harness.memory.events import ALLOC, FREE, MARK, MB, WORKSPACE
-from harness.memory.predict import _cached_trace, _normal, prediction
-from harness.memory.workspace import committed_rows, row_spec
+from harness.memory.allocator import BlasWorkspaces, CachingAllocator, replay
+from harness.memory.events import ALLOC, BLAS, FREE, MARK, MB, WORKSPACE
+from harness.memory.predict import _cached_trace, _normal, _row_blas, predict_row
+from harness.memory.workspace import committed_rows, held_before, row_spec
 
 
 def fit_workspace_factors(rows: list[dict] | None = None, step: float = 0.05, top: float = 4.0) -> tuple[dict, list]:
@@ -20,9 +20,10 @@ def fit_workspace_factors(rows: list[dict] | None = None, step: float = 0.05, to
     cases = []
     for row in rows:
         events = _cached_trace(_normal(row_spec(row))).events
-        base = replay(events, None)
+        blas, held = _row_blas(row), held_before(row)
+        base = replay(events, None, blas, held)
         # Each workspace adds, at its convolution, on top of what is allocated then: take those points once.
-        points = _workspace_points(events)
+        points = _workspace_points(events, blas, held)
         cases.append((float(row["peak_mem_mb"]) * MB, base.allocated, points))
     grid = np.arange(0.0, top + step / 2, step)
     best = None
@@ -38,17 +39,19 @@ def fit_workspace_factors(rows: list[dict] | None = None, step: float = 0.05, to
             if best is None or key < best[0]:
                 best = (key, {"activation": round(float(a), 4), "filter": round(float(w), 4)})
     factors = best[1]
-    results = [(row_spec(row), float(row["peak_mem_mb"]),
-                prediction(_cached_trace(_normal(row_spec(row))).events, factors).peak_mb) for row in rows]
+    results = [(row_spec(row), float(row["peak_mem_mb"]), predict_row(row, factors).peak_mb) for row in rows]
     return factors, results
 
 
-def _workspace_points(events):
+def _workspace_points(events, blas: dict | None = None, held: tuple = ()):
     """For the fit: at each workspace event of the measured step, the bytes allocated then, the operand's
     and the filter's bytes (numpy arrays)."""
     import numpy as np
 
     allocator = CachingAllocator()
+    handles = BlasWorkspaces(allocator, blas)
+    for thread, kind in held:
+        handles.take(thread, kind)
     where: dict[int, int] = {}
     start = max(i for i, e in enumerate(events) if e[0] == MARK)
     at, operand, weight = [], [], []
@@ -59,6 +62,8 @@ def _workspace_points(events):
             addr = where.pop(event[1])
             if addr >= 0:
                 allocator.release(addr)
+        elif event[0] == BLAS:
+            handles.at(event)
         elif event[0] == WORKSPACE and i > start:
             at.append(allocator.allocated)
             operand.append(event[1])

@@ -27,7 +27,7 @@ from harness.bench.configuration import resolve
 from harness.bench.spec import BenchSpec
 from harness.bench.workload import prepare
 from harness.memory.autocast import CudaAutocast
-from harness.memory.events import ALLOC, FREE, MARK, RETYPE, WORKSPACE
+from harness.memory.events import ALLOC, BACKWARD_THREAD, BLAS, FORWARD_THREAD, FREE, MARK, RETYPE, WORKSPACE
 
 # The torch releases (major, minor) this subclass of a private API is known to work on.
 KNOWN_TORCH = ((2, 11), (2, 13))
@@ -72,6 +72,10 @@ _CONVOLUTION_BACKWARD = "convolution_backward"
 # Dropout as the tracker sees it under ``inference_mode``: (input, p, train). Evaluating, or with p = 0, the
 # real kernels return the input itself.
 _DROPOUTS = frozenset({"dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout"})
+# Operators that call cuBLAS on CUDA, as the tracker sees them (the composite ones undecomposed under
+# ``inference_mode``): the first on a thread takes that thread's cuBLAS workspace (harness.memory.blas).
+_MATMULS = frozenset({"mm", "addmm", "_addmm_activation", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "vdot",
+                      "linear", "bilinear", "matmul", "einsum", "tensordot", "chain_matmul", "multi_dot", "inner"})
 
 
 def _returns_input(args, kwargs) -> bool:
@@ -84,6 +88,22 @@ def _returns_input(args, kwargs) -> bool:
 # Batch norm in training, as the tracker sees it: (output, saved mean, saved inverse deviation, ...).
 _BATCH_NORMS = frozenset({"native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_functional",
                           "cudnn_batch_norm"})
+
+
+def _through_cublaslt(name: str, args, kwargs) -> bool:
+    """A matmul with a one-dimensional bias (``addmm``'s ``self``, ``linear``'s ``bias``): torch sends it through
+    cuBLASLt (its bias epilogue); a plain ``mm`` (``beta`` 0) goes through cuBLAS."""
+    if name in ("addmm", "_addmm_activation"):
+        return isinstance(args[0], torch.Tensor) and args[0].dim() == 1
+    if name == "linear":
+        bias = args[2] if len(args) > 2 else (kwargs or {}).get("bias")
+        return isinstance(bias, torch.Tensor)
+    return False
+
+
+def _thread() -> str:
+    """The thread a CUDA operator would run on: autograd runs a CUDA backward on a thread of its own."""
+    return BACKWARD_THREAD if torch._C._current_graph_task_id() != -1 else FORWARD_THREAD
 
 
 def _nbytes(t) -> int:
@@ -167,6 +187,8 @@ class StepTracker(MemTracker):
             self.events.append((WORKSPACE, max(_nbytes(args[0]), _nbytes(result)), "forward", _nbytes(args[1])))
         elif name == _CONVOLUTION_BACKWARD:  # (grad_output, input, weight, ...) -> (grad_input, grad_weight, grad_bias)
             self.events.append((WORKSPACE, max(_nbytes(args[0]), _nbytes(args[1])), "backward", _nbytes(args[2])))
+        elif name in _MATMULS:
+            self.events.append((BLAS, _thread(), _through_cublaslt(name, args, kwargs)))
         return result
 
 

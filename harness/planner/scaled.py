@@ -8,7 +8,8 @@ from functools import lru_cache
 
 from harness.bench.spec import BenchSpec
 from harness.memory.allocator import MIN_BLOCK
-from harness.memory.events import ALLOC, FREE, MARK, MB, RETYPE, WORKSPACE
+from harness.memory.blas import workspace_bytes
+from harness.memory.events import ALLOC, BLAS, FREE, MARK, MB, RETYPE, WORKSPACE
 from harness.memory.tracing import Trace, _spatial_volume, trace
 from harness.memory.workspace import WORKSPACE_FACTORS
 
@@ -54,9 +55,10 @@ class ScaledTrace:
             classes.append(tuple(fields))
         return cls(first, tuple(classes))
 
-    def estimate(self, batch: int, spatial, workspace: dict | None = None) -> float:
+    def estimate(self, batch: int, spatial, workspace: dict | None = None, blas: dict | None = None) -> float:
         """The predicted peak in MiB at ``batch`` and ``spatial``, fast (vectorized, for searches): live storages
-        rounded to 512 bytes plus the workspace of the convolution at hand, without the allocator's block
+        rounded to 512 bytes, the cuBLAS workspaces taken so far (``blas``: sizes, default ``workspace_bytes()``)
+        and the workspace of the convolution at hand, without the allocator's block
         bookkeeping, so at most the exact ``prediction(self.at(...))`` (which adds unsplit remainders)."""
         import numpy as np
 
@@ -67,6 +69,10 @@ class ScaledTrace:
         sizes = table["base"] * np.where(table["per_sample"], fb, 1.0) * np.where(table["per_voxel"], fv, 1.0)
         rounded = np.where(sizes > 0, np.ceil(sizes / MIN_BLOCK) * MIN_BLOCK, 0.0)
         live = np.cumsum(table["sign"] * rounded[table["slot"]])
+        sizes_blas = workspace_bytes() if blas is None else blas
+        for kind in ("cublas", "cublaslt"):  # held from its first matmul on
+            size = sizes_blas.get(kind, 0)
+            live = live + np.cumsum(table[kind]) * (np.ceil(size / MIN_BLOCK) * MIN_BLOCK if size else 0.0)
         transient = (factors["activation"] * rounded[table["operand"]] * (table["operand"] >= 0)
                      + factors["filter"] * rounded[table["weight"]] * (table["weight"] >= 0))
         transient = np.where(transient > 0, np.ceil(transient / MIN_BLOCK) * MIN_BLOCK, 0.0)
@@ -90,6 +96,8 @@ class ScaledTrace:
             return len(base) - 1
 
         sign, slot, operand, weight = [], [], [], []
+        first = {"cublas": [], "cublaslt": []}  # 1 where a thread takes that workspace
+        taken: set = set()
         start = 0
         for n, (event, fields) in enumerate(zip(self.base.events, self.classes)):
             classes = {index: (i, j) for index, i, j in fields}
@@ -101,8 +109,17 @@ class ScaledTrace:
                 k, s = slot_of_storage.pop(event[1]), -1.0
             elif event[0] == WORKSPACE:
                 o, w = new_slot(event[1], *classes[1]), new_slot(event[3], *classes[3])
+            elif event[0] == BLAS:
+                wanted = {(event[1], "cublas")} | ({(event[1], "cublaslt")} if event[2] else set())
+                new = wanted - taken
+                taken |= new
+                for kind in first:
+                    first[kind].append(float((event[1], kind) in new))
             elif event[0] == MARK:
                 start = n
+            for kind in first:
+                if len(first[kind]) == n:
+                    first[kind].append(0.0)
             sign.append(s)
             slot.append(k)
             operand.append(o)
@@ -111,7 +128,8 @@ class ScaledTrace:
             new_slot(0, 0, 0)
         arrays = {"base": np.array(base), "per_sample": np.array(per_sample), "per_voxel": np.array(per_voxel),
                   "sign": np.array(sign), "slot": np.array(slot), "operand": np.array(operand),
-                  "weight": np.array(weight), "start": start}
+                  "weight": np.array(weight), "start": start,
+                  "cublas": np.array(first["cublas"]), "cublaslt": np.array(first["cublaslt"])}
         object.__setattr__(self, "_arrays", arrays)
         return arrays
 
