@@ -3,9 +3,12 @@
 
 - ``documented``  the operators the installed torch documents as raising under deterministic mode on CUDA,
                   parsed from ``torch.use_deterministic_algorithms.__doc__``, mapped to aten operators
-- ``trace``       the aten operators a step dispatches (forward and backward), and the CUDA prediction
-- ``deviation``   bitwise equality and the largest deviation of tensors (absolute, relative to the scale)
-- ``steps``       k seeded training steps in this process; deterministic mode; the step's loss
+- ``trace``       the aten operators a step dispatches (forward and backward), and the CUDA prediction (the
+                  network's and the loss's apart; the per-element loss)
+- ``deviation``   bitwise equality and the largest deviation of tensors (absolute, relative to the scale);
+                  values no rounding explains (non-finite, absurd)
+- ``steps``       k seeded training steps in this process; deterministic mode; the step's loss and where an
+                  error came from (loss or network); the per-element loss
 - ``worker``      ``python -m harness.repro.worker``: those steps in a fresh process
 - ``runtorun``    two fresh processes, compared step by step
 - ``deterministic`` run or raise under deterministic mode, its cost (interleaved), two runs bitwise equal

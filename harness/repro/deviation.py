@@ -1,8 +1,14 @@
 """How far apart two results are: bitwise equality, and otherwise the largest deviation, absolute and relative
-to the reference's scale (max |a - b| / max |ref|).
+to the reference's scale (max |a - b| / max |ref|); and whether a result holds values no rounding explains.
 
 Bitwise means the bytes: NaN equals NaN of the same bits, 0.0 and -0.0 differ. A NaN or infinity where the
 other side has a number is an infinite deviation.
+
+Denominators: a relative error divides by the reference's largest magnitude, and in a dict of tensors by at least
+``SCALE_FLOOR`` of the largest magnitude of all its tensors, so that a tensor that is (nearly) zero in the
+reference cannot turn a rounding difference into an enormous relative error. A value more than ``ABSURD`` times
+the reference's largest magnitude, or a non-finite one, is reported as such (``anomaly``): no change of
+precision, kernel or thread count explains it; uninitialized memory or an overflow does.
 """
 from __future__ import annotations
 
@@ -11,8 +17,13 @@ import math
 import torch
 
 
+_WORDS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
 def _bytes(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+    """The tensor's bits as integers of its element size (fewer, wider words than bytes: faster to compare)."""
+    flat = t.detach().cpu().contiguous().reshape(-1)
+    return flat.view(_WORDS.get(flat.element_size(), torch.uint8))
 
 
 def bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -33,10 +44,16 @@ def scale(t: torch.Tensor) -> float:
     return float(t.detach().double().abs().max()) if t.numel() else 0.0
 
 
-def relative(abs_deviation: float, ref_scale: float) -> float:
+SCALE_FLOOR = 1e-6  # in a dict, a tensor's scale counts as at least this fraction of the dict's largest magnitude
+ABSURD = 1e3  # a value this many times the reference's largest magnitude is no rounding error
+
+
+def relative(abs_deviation: float, ref_scale: float, floor: float = 0.0) -> float:
+    """abs_deviation / max(ref_scale, floor); infinite when that is 0 or not finite (and the deviation is not 0)."""
     if abs_deviation == 0:
         return 0.0
-    return abs_deviation / ref_scale if ref_scale > 0 and math.isfinite(ref_scale) else math.inf
+    denominator = max(ref_scale, floor) if math.isfinite(ref_scale) else ref_scale
+    return abs_deviation / denominator if denominator > 0 and math.isfinite(denominator) else math.inf
 
 
 def compare_tensor(ref: torch.Tensor, other: torch.Tensor) -> dict:
@@ -68,9 +85,30 @@ def compare_state(ref: dict[str, torch.Tensor], other: dict[str, torch.Tensor], 
         result["equal"] = False
         result["differing"] += 1
         deviation = max_abs(a, b)
-        rel = relative(deviation, scale(a) if per_tensor_scale else overall)
+        rel = relative(deviation, scale(a) if per_tensor_scale else overall, SCALE_FLOOR * overall)
         if deviation > result["max_abs"] or not result["max_abs_tensor"]:
             result.update(max_abs=deviation, max_abs_tensor=name)
         if rel > result["rel"] or not result["rel_tensor"]:
             result.update(rel=rel, rel_tensor=name)
     return result
+
+
+def anomaly(ref: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -> str:
+    """Empty when every value of ``other`` is finite and at most ABSURD times the reference's largest magnitude;
+    otherwise what is wrong and where: non-finite values, or an absurd magnitude (and how absurd)."""
+    floating = {name: t for name, t in other.items() if t.is_floating_point() and t.numel()}
+    bad = {name: int((~torch.isfinite(t)).sum()) for name, t in floating.items()}
+    bad = {name: count for name, count in bad.items() if count}
+    if bad:
+        worst = max(bad, key=bad.get)
+        return (f"non-finite: {sum(bad.values())} NaN or infinite value(s) in {len(bad)} tensor(s), most in "
+                f"{worst} ({bad[worst]})")
+    reference = max((scale(t) for t in ref.values() if t.is_floating_point()), default=0.0)
+    if not floating or not reference > 0:
+        return ""
+    largest = max(floating, key=lambda name: scale(floating[name]))
+    value = scale(floating[largest])
+    if value <= ABSURD * reference:
+        return ""
+    return (f"absurd: max |value| {value:.3g} in {largest}, {value / reference:.3g} times the reference's largest "
+            f"({reference:.3g}); no rounding explains it (uninitialized memory or an overflow in a kernel?)")

@@ -1,5 +1,5 @@
 """The reproducibility checks rendered: the table the command prints and repro.md. Reads repro.json's plain
-data only (no torch, no measuring)."""
+data only (no torch, no measuring); harness.report.reproducibility renders the report's page with it."""
 from __future__ import annotations
 
 
@@ -11,14 +11,32 @@ def _g(value, digits: int = 2) -> str:
     return f"{value:.{digits}g}"
 
 
-def prediction_text(prediction: dict | None) -> str:
+def _ops(operators: list[dict], where: str | None = None) -> str:
+    return ", ".join(op["aten"] for op in operators if where is None or op["in"] == where)
+
+
+def prediction_network_text(prediction: dict | None) -> str:
+    """The network's part of the CUDA prediction: runs, or raises through which operators."""
     if not prediction:
         return "-"
     if prediction["raises_on_cuda"] is None:
         return f"not traced ({prediction['error']})"
-    if not prediction["raises_on_cuda"]:
+    network = _ops(prediction["operators"], "network")
+    return f"raises: {network}" if network else "runs"
+
+
+def prediction_loss_text(prediction: dict | None) -> str:
+    """The loss's (and optimizer's) part, and whether the per-element loss runs instead."""
+    if not prediction or prediction["raises_on_cuda"] is None:
+        return "-"
+    loss = _ops(prediction["operators"], "loss or optimizer")
+    if not loss:
         return "runs"
-    return "raises: " + ", ".join(f"{op['aten']} ({op['in'].split()[0]})" for op in prediction["operators"])
+    per_element = prediction.get("per_element_loss")
+    if per_element is None:
+        return f"raises: {loss}"
+    still = _ops(per_element["operators"], "loss or optimizer")
+    return f"raises: {loss}; per-element loss: " + (f"raises: {still}" if still else "runs")
 
 
 def run_to_run_text(r2r: dict | None) -> str:
@@ -36,13 +54,16 @@ def deterministic_text(det: dict | None) -> str:
     if det is None:
         return "-"
     if det["outcome"] == "raised":
-        return f"raises ({det['operator']})"
+        where = f", in the {det['raised_in']}" if det.get("raised_in") else ""
+        text = f"raises ({det['operator']}{where})"
+        if det.get("per_element_loss"):
+            text += f"; per-element loss: {deterministic_text(det['per_element_loss'])}"
+        return text
     if det["outcome"] == "error":
         return f"error: {det['error']}"
     equal = "bitwise equal" if det["bitwise_equal"] else "NOT equal"
     ratio = f"x{det['ratio']:.2f} step time" if det["ratio"] else "no timing"
     return f"runs, {ratio}, {equal}"
-
 
 def setting_text(row: dict) -> str:
     if row["status"] != "measured":
@@ -59,14 +80,15 @@ def table(result: dict) -> str:
         for row in record.get("settings") or ():
             if row["setting"] not in settings:
                 settings.append(row["setting"])
-    header = ["model", "input", "CUDA, deterministic mode (predicted)", "run-to-run (default mode)",
-              f"deterministic mode ({result['device']})"] + settings
+    header = ["model", "input", "CUDA deterministic mode, predicted: network", "predicted: loss",
+              "run-to-run (default mode)", f"deterministic mode ({result['device']})"] + settings
     rows = []
     for record in result["variants"]:
         spec = record["spec"]
         by_name = {row["setting"]: row for row in record.get("settings") or ()}
         rows.append([record["model"], f"{'x'.join(map(str, spec['input_shape']))} b{spec['batch']}",
-                     prediction_text(record.get("prediction")), run_to_run_text(record.get("run_to_run")),
+                     prediction_network_text(record.get("prediction")), prediction_loss_text(record.get("prediction")),
+                     run_to_run_text(record.get("run_to_run")),
                      deterministic_text(record.get("deterministic"))]
                     + [setting_text(by_name[s]) if s in by_name else "-" for s in settings])
     return _markdown_table(header, rows)
@@ -83,9 +105,9 @@ def predictions_table(result: dict) -> str:
     for p in result["predictions"]:
         ops = "; ".join(f"{op['aten']} [{op['phase']}, {op['in']}] <- {op['documented']}" for op in p["operators"])
         rows.append([p["model"], f"{'x'.join(map(str, p['input_shape']))} b{p['batch']}", p["traced_on"] or "-",
-                     {True: "raises", False: "runs", None: "not traced"}[p["raises_on_cuda"]], ops or p["error"] or "-"])
-    return _markdown_table(["model", "traced at", "on", "CUDA, deterministic mode", "operators (documented entry)"],
-                           rows)
+                     prediction_network_text(p), prediction_loss_text(p), ops or p["error"] or "-"])
+    return _markdown_table(["model", "traced at", "on", "CUDA deterministic mode: network", "loss",
+                            "operators [phase, where] <- documented entry"], rows)
 
 
 def settings_table(result: dict) -> str:
@@ -96,7 +118,7 @@ def settings_table(result: dict) -> str:
             measured = row["status"] == "measured"
             rows.append([record["model"], row["setting"], _g(row["outputs_rel"]), _g(row["loss_rel"]),
                          _g(row["grads_rel"]), row["grads_worst_tensor"] or "-", tolerance,
-                         row["verdict"] or "-", row["error"] or ("" if measured else row["status"])])
+                         row["verdict"] or "-", row["error"] or row.get("anomaly") or ("" if measured else row["status"])])
     return _markdown_table(["model", "setting", "outputs rel", "loss rel", "grads rel", "worst gradient",
                             "tolerance (out/loss/grads)", "verdict", "note"], rows)
 
@@ -134,12 +156,16 @@ def markdown(result: dict) -> str:
               "## Deterministic mode", ""]
     for record in result["variants"]:
         det = record.get("deterministic")
-        if det is None:
-            continue
-        timing = det.get("timing") or {}
-        lines.append(f"- {record['model']}: {deterministic_text(det)}"
-                     + (f"; median step {timing['default_ms']:.1f} ms default, {timing['deterministic_ms']:.1f} ms "
-                        f"deterministic ({timing['rounds']} interleaved rounds)" if timing else "")
-                     + (f"; {det['message']}" if det.get("message") else "") + f"; prediction: {det['prediction']}")
+        for label, outcome in ((record["model"], det), (f"{record['model']}, per-element loss",
+                                                        (det or {}).get("per_element_loss"))):
+            if outcome is None:
+                continue
+            timing = outcome.get("timing") or {}
+            lines.append(f"- {label}: {deterministic_text({**outcome, 'per_element_loss': None})}"
+                         + (f"; median step {timing['default_ms']:.1f} ms default, {timing['deterministic_ms']:.1f} "
+                            f"ms deterministic ({timing['rounds']} interleaved rounds)" if timing else "")
+                         + (f"; {outcome['message']}" if outcome.get("message") else "")
+                         + (f"; way out: {outcome['way_out']}" if outcome.get("way_out") else "")
+                         + f"; prediction: {outcome['prediction']}")
     lines += ["", steps_table(result, "deterministic"), "", "## What changes a result", "", settings_table(result), ""]
     return "\n".join(lines)

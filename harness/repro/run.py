@@ -6,7 +6,7 @@ Findings (exit 1; docs/repro.md):
 - two runs that should be bitwise equal and are not: deterministic mode on any device, the default mode on the
   CPU (whose kernels are deterministic, so a difference there is randomness no seed controls);
 - a step that raises under deterministic mode on the CPU; on CUDA, an outcome (ran or raised) other than the
-  CPU prediction;
+  CPU prediction, for the bench's step and for the per-element loss tried when the step raised inside its loss;
 - a setting's deviation past its stated tolerance (harness.repro.settings.SETTINGS).
 A step predicted to raise on CUDA is no finding: it is the answer to the question. Nor, on CUDA, is a
 difference between two default-mode runs (atomic additions); its size is the measurement.
@@ -38,7 +38,9 @@ def run_checks(plan: Plan, steps: int, rounds: int, checks: tuple[str, ...], set
     from harness.repro.trace import predict
 
     device = plan.specs[0].device if plan.specs else "cpu"
-    result = {"kind": "repro", "version": 1, "device": device, "options": options, "environment": capture(device),
+    result = {"kind": "repro", "version": 1, "device": device,
+              "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "options": options,
+              "environment": capture(device),
               "checks": list(checks), "predictions": [], "variants": [], "findings": []}
     started = time.perf_counter()
     for spec in plan.predict:
@@ -50,13 +52,19 @@ def run_checks(plan: Plan, steps: int, rounds: int, checks: tuple[str, ...], set
         record = {"model": spec.model, "spec": spec.record(), "label": spec.label,
                   "prediction": by_model.get(spec.model), "run_to_run": None, "deterministic": None,
                   "settings": None}
-        if "run-to-run" in checks:
-            progress(f"{spec.model}: {steps} training steps in two fresh processes (default mode)")
-            record["run_to_run"], _ = runtorun.run_to_run(spec, steps, False, plan.user_models, 0, timeout_s)
-        if "deterministic" in checks:
-            progress(f"{spec.model}: deterministic mode (two fresh processes, {rounds} interleaved timing rounds)")
-            record["deterministic"] = deterministic.check(spec, steps, rounds, plan.user_models,
-                                                          record["prediction"], timeout_s)
+        runs = ([{"deterministic": False}] if "run-to-run" in checks else []) + (
+            [{"deterministic": True, "time_rounds": rounds}] if "deterministic" in checks else [])
+        if runs:
+            what = " then ".join(f"deterministic mode (its cost: {rounds} interleaved timing rounds)"
+                                 if run["deterministic"] else "default mode" for run in runs)
+            progress(f"{spec.model}: {steps} training steps in two fresh processes: {what}")
+            measured = dict(zip((run["deterministic"] for run in runs),
+                                runtorun.run_pairs(spec, steps, runs, plan.user_models, timeout_s)))
+            if False in measured:
+                record["run_to_run"] = measured[False][0]
+            if True in measured:
+                record["deterministic"] = deterministic.check(spec, steps, rounds, plan.user_models, record["prediction"],
+                                                              timeout_s, measured[True])
         if "settings" in checks:
             progress(f"{spec.model}: settings {', '.join(settings)} against the fp32 eager reference")
             record["settings"] = settings_check.measure(spec, settings, not_run)
@@ -64,6 +72,20 @@ def run_checks(plan: Plan, steps: int, rounds: int, checks: tuple[str, ...], set
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     result["findings"] = findings(result)
     return result
+
+
+def _deterministic_findings(name: str, det: dict, device: str, predicted: bool | None) -> list[str]:
+    out = []
+    if det["outcome"] == "error":
+        out.append(f"{name}: deterministic mode not measured: {det['error']}")
+    elif det["outcome"] == "raised" and device == "cpu":
+        out.append(f"{name}: the training step raises under deterministic mode on the CPU ({det['operator']})")
+    elif det["bitwise_equal"] is False:
+        out.append(f"{name}: two runs under deterministic mode are not bitwise equal")
+    if det["prediction"] == "disagrees":
+        out.append(f"{name}: on CUDA the step {det['outcome']} under deterministic mode, the CPU prediction "
+                   f"said it {'raises' if predicted else 'runs'}")
+    return out
 
 
 def findings(result: dict) -> list[str]:
@@ -83,24 +105,19 @@ def findings(result: dict) -> list[str]:
                            f"({worst['weights_rel_tensor']}), losses {worst['loss_a']!r} vs {worst['loss_b']!r}")
         det = record.get("deterministic")
         if det is not None:
-            if det["outcome"] == "error":
-                out.append(f"{model}: deterministic mode not measured: {det['error']}")
-            elif det["outcome"] == "raised" and device == "cpu":
-                out.append(f"{model}: the training step raises under deterministic mode on the CPU "
-                           f"({det['operator']})")
-            elif det["bitwise_equal"] is False:
-                out.append(f"{model}: two runs under deterministic mode are not bitwise equal")
-            if det["prediction"] == "disagrees":
-                predicted = (record.get("prediction") or {}).get("raises_on_cuda")
-                out.append(f"{model}: on CUDA the step {det['outcome']} under deterministic mode, the CPU prediction "
-                           f"said it {'raises' if predicted else 'runs'}")
+            prediction = record.get("prediction") or {}
+            out += _deterministic_findings(model, det, device, prediction.get("raises_on_cuda"))
+            if det.get("per_element_loss"):
+                out += _deterministic_findings(f"{model} (per-element loss)", det["per_element_loss"], device,
+                                               (prediction.get("per_element_loss") or {}).get("raises_on_cuda"))
         for row in record.get("settings") or ():
             if row["status"] == "failed":
                 out.append(f"{model}: setting {row['setting']} failed: {row['error']}")
             elif row["verdict"].startswith("beyond"):
                 values = ", ".join(f"{q} {row[f'{q}_rel']:.3g} > {row['tolerance'][q]:g}"
                                    for q in row["verdict"].removeprefix("beyond: ").split(", "))
-                out.append(f"{model}: {row['setting']} moves the result past its tolerance ({values})")
+                anomaly = f"; {row['anomaly']}" if row.get("anomaly") else ""
+                out.append(f"{model}: {row['setting']} moves the result past its tolerance ({values}){anomaly}")
     return out
 
 

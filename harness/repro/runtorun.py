@@ -1,6 +1,11 @@
 """Run-to-run: the same k seeded training steps in two fresh processes (harness.repro.worker, started with this
 Python), compared after every step: the loss and every parameter and buffer bitwise equal, or else the largest
-deviation, absolute and relative to the tensor's own scale, and the tensor where it occurs."""
+deviation, absolute and relative to the tensor's own scale, and the tensor where it occurs.
+
+One pair of processes can carry several runs (``run_pairs``: the default mode, then deterministic mode), each on
+a fresh seeded workload, in the same order in both processes: starting a process and the kernels' first calls
+cost more than the steps of the small default configurations.
+"""
 from __future__ import annotations
 
 import json
@@ -15,18 +20,22 @@ import torch
 from harness.bench.spec import BenchSpec
 from harness.repro.deviation import compare_state, compare_tensor
 from harness.repro.steps import CUBLAS_WORKSPACE
-
 WORKER_TIMEOUT_S = 900
 
 
-def run_worker(spec: BenchSpec, steps: int, deterministic: bool, models=(), time_rounds: int = 0,
-               timeout_s: float = WORKER_TIMEOUT_S) -> dict:
-    """One fresh process's answer (see harness.repro.worker); ``error`` set when the process failed."""
+def empty_answer(error: str = "") -> dict:
+    """One run's answer from a worker (harness.repro.worker) with nothing recorded; ``error``: why."""
+    return {"losses": [], "states": [], "raised_operator": "", "raised_in": "", "error": error, "timing": None}
+
+
+def run_worker(spec: BenchSpec, steps: int, runs: list[dict], models=(), timeout_s: float = WORKER_TIMEOUT_S
+               ) -> list[dict]:
+    """One fresh process's answers, one per run (see harness.repro.worker); each with ``error`` set when the
+    process failed."""
     with tempfile.TemporaryDirectory(prefix="harness-repro-") as folder:
         request_path, out = Path(folder) / "request.json", Path(folder) / "answer.pt"
         request_path.write_text(json.dumps({"spec": spec.record(), "models": list(models), "steps": steps,
-                                            "deterministic": deterministic, "time_rounds": time_rounds,
-                                            "out": str(out)}))
+                                            "runs": runs, "out": str(out)}))
         env = dict(os.environ)
         if spec.device == "cuda":
             env.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
@@ -34,15 +43,12 @@ def run_worker(spec: BenchSpec, steps: int, deterministic: bool, models=(), time
             done = subprocess.run([sys.executable, "-m", "harness.repro.worker", str(request_path)],
                                   capture_output=True, text=True, timeout=timeout_s, env=env)
         except subprocess.TimeoutExpired:
-            return _failed(f"the worker process ran past {timeout_s:g} s")
+            return [empty_answer(f"the worker process ran past {timeout_s:g} s")] * len(runs)
         if not out.is_file():
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
-            return _failed(f"the worker process failed (exit {done.returncode}): {tail[0]}")
-        return torch.load(out, weights_only=False)
-
-
-def _failed(message: str) -> dict:
-    return {"losses": [], "states": [], "raised_operator": "", "error": message, "timing": None}
+            return [empty_answer(f"the worker process failed (exit {done.returncode}): {tail[0]}")] * len(runs)
+        answer = torch.load(out, weights_only=False)
+    return answer["runs"] if not answer["error"] else [empty_answer(answer["error"])] * len(runs)
 
 
 def compare_answers(a: dict, b: dict) -> list[dict]:
@@ -60,10 +66,11 @@ def compare_answers(a: dict, b: dict) -> list[dict]:
     return rows
 
 
-def summarize(a: dict, b: dict, steps: int, deterministic: bool) -> dict:
+def summarize(a: dict, b: dict, steps: int, deterministic: bool, loss: str = "bench") -> dict:
     """The check's plain-data result from two answers."""
-    result = {"deterministic": deterministic, "steps": steps, "equal": None, "per_step": [], "error": "",
-              "raised_operator": a.get("raised_operator") or b.get("raised_operator") or ""}
+    raised = a if a.get("raised_operator") or not b.get("raised_operator") else b
+    result = {"deterministic": deterministic, "loss": loss, "steps": steps, "equal": None, "per_step": [], "error": "",
+              "raised_operator": raised.get("raised_operator") or "", "raised_in": raised.get("raised_in") or ""}
     errors = [answer["error"] for answer in (a, b) if answer.get("error")]
     if errors:
         result["error"] = errors[0]
@@ -76,11 +83,23 @@ def summarize(a: dict, b: dict, steps: int, deterministic: bool) -> dict:
     return result
 
 
+def run_pairs(spec: BenchSpec, steps: int, runs: list[dict], models=(), timeout_s: float = WORKER_TIMEOUT_S
+              ) -> list[tuple[dict, dict | None]]:
+    """Each run (``deterministic``, ``loss``, ``time_rounds``) in two fresh processes, in order; per run (the
+    comparison, the first process's timing). A run that raised in the first process (naming an operator) is not
+    repeated in the second: it would raise there too."""
+    a = run_worker(spec, steps, runs, models, timeout_s)
+    again = [index for index, answer in enumerate(a) if not (answer["error"] and answer["raised_operator"])]
+    b = dict(zip(again, run_worker(spec, steps, [{**runs[i], "time_rounds": 0} for i in again], models, timeout_s)
+                 if again else []))
+    return [(summarize(a[i], b.get(i, a[i]), steps, bool(run["deterministic"]), run.get("loss", "bench")),
+             a[i].get("timing")) for i, run in enumerate(runs)]
+
+
 def run_to_run(spec: BenchSpec, steps: int, deterministic: bool = False, models=(), time_rounds: int = 0,
-               timeout_s: float = WORKER_TIMEOUT_S) -> tuple[dict, dict | None]:
-    """Two fresh processes; (the comparison, the first process's timing when ``time_rounds``)."""
-    a = run_worker(spec, steps, deterministic, models, time_rounds, timeout_s)
-    if a.get("error") and a.get("raised_operator"):  # raises in this mode: a second process would too
-        return summarize(a, a, steps, deterministic), None
-    b = run_worker(spec, steps, deterministic, models, 0, timeout_s)
-    return summarize(a, b, steps, deterministic), a.get("timing")
+               timeout_s: float = WORKER_TIMEOUT_S, loss: str = "bench") -> tuple[dict, dict | None]:
+    """One run in two fresh processes; (the comparison, the first process's timing when ``time_rounds``).
+    ``loss``: the bench's, or a variant of it (harness.repro.steps.loss_variant)."""
+    [result] = run_pairs(spec, steps, [{"deterministic": deterministic, "loss": loss, "time_rounds": time_rounds}],
+                         models, timeout_s)
+    return result

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from harness.bench.spec import BenchSpec
-from harness.repro.deviation import compare_state, compare_tensor
-from harness.repro.steps import capturing_losses
+from harness.repro.deviation import anomaly, compare_state, compare_tensor
+from harness.repro.steps import watching_losses
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,11 @@ def _training(spec: BenchSpec, threads: int | None = None) -> dict:
 
     with _threads(threads):
         workload = prepare(replace(spec, mode="train"))
-        with capturing_losses() as losses:
+        with watching_losses() as watch:
             out = workload.step()
         grads = {name: p.grad.detach().float().cpu() for name, p in workload.model.named_parameters()
                  if p.grad is not None}
-    return {"out": out.float().cpu(), "loss": losses[-1].float().cpu() if losses else torch.tensor(float("nan")),
+    return {"out": out.float().cpu(), "loss": watch.losses[-1].float().cpu() if watch.losses else torch.tensor(float("nan")),
             "grads": grads}
 
 
@@ -133,8 +133,26 @@ def _verdict(row: dict, setting: Setting) -> str:
     return ("beyond: " + ", ".join(past)) if past else ("within" if measured else "failed")
 
 
+def _deviations(spec: BenchSpec, name: str, reference: dict) -> dict:
+    """One setting against the reference: the relative errors, the worst gradient, and any anomaly (values no
+    rounding explains, harness.repro.deviation.anomaly)."""
+    other_spec, threads = _variant_spec(spec, name)
+    out = _inference(other_spec, threads)
+    train = _training(other_spec, threads)
+    grads = compare_state(reference["train_grads"], train["grads"], per_tensor_scale=False)
+    anomalies = [f"{what} {text}" for what, text in (
+        ("outputs", anomaly({"output": reference["out"]}, {"output": out})),
+        ("loss", anomaly({"loss": reference["train_loss"]}, {"loss": train["loss"]})),
+        ("gradients", anomaly(reference["train_grads"], train["grads"]))) if text]
+    return {"outputs_rel": compare_tensor(reference["out"], out)["rel"],
+            "loss_rel": compare_tensor(reference["train_loss"], train["loss"])["rel"],
+            "grads_rel": grads["rel"], "grads_worst_tensor": grads["rel_tensor"], "anomaly": "; ".join(anomalies)}
+
+
 def measure(spec: BenchSpec, names: tuple[str, ...], not_run: dict[str, str] | None = None) -> list[dict]:
-    """One row per setting: deviations against the reference, the tolerance and the verdict, or why not run."""
+    """One row per setting: deviations against the reference, the tolerance and the verdict, or why not run.
+    A row with an anomaly is measured once more, and the row says whether it recurred; its verdict stays the
+    first measurement's (an anomaly is reported, never replaced by a calmer rerun)."""
     not_run = dict(not_run or {})
     default_threads = torch.get_num_threads()
     if default_threads == 1:
@@ -145,8 +163,8 @@ def measure(spec: BenchSpec, names: tuple[str, ...], not_run: dict[str, str] | N
         if setting.name not in names:
             continue
         row = {"setting": setting.name, "tolerance": setting.tolerances, "why": setting.why, "status": "measured",
-               "outputs_rel": None, "loss_rel": None, "grads_rel": None, "grads_worst_tensor": "", "verdict": "",
-               "error": ""}
+               "outputs_rel": None, "loss_rel": None, "grads_rel": None, "grads_worst_tensor": "", "anomaly": "",
+               "verdict": "", "error": ""}
         if spec.device not in setting.devices:
             row.update(status=f"not run: {setting.name} applies on {' and '.join(setting.devices)} only")
             rows.append(row)
@@ -164,14 +182,13 @@ def measure(spec: BenchSpec, names: tuple[str, ...], not_run: dict[str, str] | N
                 continue
             if reference is None:
                 reference = {"out": _inference(spec), **{f"train_{k}": v for k, v in _training(spec).items()}}
-            other_spec, threads = _variant_spec(spec, setting.name)
-            out = _inference(other_spec, threads)
-            train = _training(other_spec, threads)
-            grads = compare_state(reference["train_grads"], train["grads"], per_tensor_scale=False)
-            row.update(outputs_rel=compare_tensor(reference["out"], out)["rel"],
-                       loss_rel=compare_tensor(reference["train_loss"], train["loss"])["rel"],
-                       grads_rel=grads["rel"], grads_worst_tensor=grads["rel_tensor"])
+            row.update(_deviations(spec, setting.name, reference))
             row["verdict"] = _verdict(row, setting)
+            if row["anomaly"]:
+                row["rerun"] = _deviations(spec, setting.name, reference)
+                row["anomaly"] += ("; measured again: " + ("it recurred" if row["rerun"]["anomaly"] else
+                                                          f"it did not recur (gradients {row['rerun']['grads_rel']:.3g}, "
+                                                          f"outputs {row['rerun']['outputs_rel']:.3g} relative)"))
         except Exception as error:  # noqa: BLE001 - a setting that fails is a row with its error (convention 9)
             text = str(error).strip().splitlines()[0] if str(error).strip() else ""
             row.update(status="failed", error=f"{type(error).__name__}: {text}", verdict="failed")
