@@ -98,7 +98,8 @@ def test_store_and_report_import_where_torch_cannot_be_imported(tmp_path):
     blocker = tmp_path / "torch.py"
     blocker.write_text("raise ImportError('torch is not installed here (blocked by the test)')\n")
     code = ("import harness.store, harness.store.run_store, harness.store.merge, harness.report, "
-            "harness.report.load, harness.report.tables, harness.report.__main__, harness.bench.spec\n"
+            "harness.report.load, harness.report.tables, harness.report.__main__, harness.report.reproducibility, "
+            "harness.bench.spec\n"
             "import sys; assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
             "try:\n    import torch\nexcept ImportError:\n    print('torch blocked')\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.report import plots, reproduction, tables, volume
+from harness.report import plots, reproducibility, reproduction, tables, volume
 from harness.report import memory as memory_report
 from harness.store.schema import RESULTS_ROOT as RESULTS
 from harness.options import EXIT_CODES_HELP, EXIT_NOTHING, EXIT_OK, OptionError
@@ -30,7 +30,7 @@ MANIFEST = ".generated"  # the files the last build wrote, one name a line
 # The names the report writes: only used to clean a folder written before the manifest existed.
 GENERATED_PATTERNS = ("comparison.md", "comparison.tex", "comparison.csv", "comparison-*.png", "comparison-*.pdf",
                       "scaling-*.png", "scaling-*.pdf", "volume.md", "volume.csv", "volume-*.png", "volume-*.pdf",
-                      "memory.md", "reproduction.md")
+                      "memory.md", "reproduction.md", "reproducibility.md")
 
 
 class NothingToReport(Exception):
@@ -124,9 +124,14 @@ def build(paths=None, out: Path = RESULTS / "report", runs: list[StoredRun] | No
     if results.empty:
         raise NothingToReport(_describe_empty(runs, paths))
     require_writable(out)
-    written = _write(results, runs, Path(out))
+    written = _write(results, runs, Path(out)) + _rooms(Path(out))
     remove_stale(out, written)
     return written
+
+
+def _rooms(out: Path) -> list[Path]:
+    """The pages of the rooms beside the bench, each from its own newest committed run (none: no page)."""
+    return reproducibility.write(out, RESULTS / "repro")
 
 
 def _write(results, runs: list[StoredRun], out: Path) -> list[Path]:
