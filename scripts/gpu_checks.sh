@@ -43,10 +43,10 @@ step() {
 if [[ "${1:-}" == memory ]]; then
     step memory-peers python -m harness bench -q --profile memory --run-id "gpu-memory-peers"
     step memory-article-bf16 python -m harness bench \
-        -q --profile paper --precision bf16 --models "${MEMORY_MODELS:-unet3d}" --run-id "gpu-memory-article-bf16"
+        -q --profile paper --processes 1 --precision bf16 --models "${MEMORY_MODELS:-unet3d}" --run-id "gpu-memory-article-bf16"
     step memory-max-batch python -m harness bench \
         -q --profile memory-max --find-max-batch --run-id "gpu-memory-max-batch"
-    step report python -m harness.report
+    step report python -m harness report
     if ((${#failed[@]} > 0)); then
         printf -v names '%s, ' "${failed[@]}"
         echo "gpu_checks memory: ${#failed[@]} of ${steps} steps failed: ${names%, }" >&2
@@ -92,7 +92,8 @@ fi
 #   4 memory        the memory rows (--profile memory: peers at 32-128³), the planner's prediction beside them
 #   5 repro         reproducibility checks (python -m harness repro), when the command exists
 #   6 volume        the volume profile at fp32 eager
-#   7 report        claims and the report (CPU only; always attempted while any budget is left)
+#   7 loader        training fed by a real loader (nnU-Net's or MONAI's augmentation) beside the tensor-fed rows
+#   8 report        claims and the report (CPU only; always attempted while any budget is left)
 budget=${HARNESS_GPU_BUDGET_S:-600}
 dry=${DRY_RUN:-0}
 clock=0 # the simulated clock of a dry run
@@ -137,17 +138,25 @@ has_command() {
     python -m harness --help 2>/dev/null | grep -qE "^  $1 "
 }
 
+# has_pipeline NAME: bench --loader NAME can run here (DRY_RUN_HAS="... nnunet" stands in for it in a dry run).
+has_pipeline() {
+    if [[ -n "${DRY_RUN_HAS+set}" ]]; then [[ " ${DRY_RUN_HAS} " == *" $1 "* ]]; return; fi
+    python -c "import sys; from harness.pipeline.pipelines import available; sys.exit(1 if available('$1') else 0)" \
+        >/dev/null 2>&1
+}
+
 if [[ -d wheelhouse ]]; then
     stage wheels 30 python -m pip install -q --no-index --find-links wheelhouse \
         fvcore monai dynamic-network-architectures nox
 fi
-stage validate 60 python -m harness.evidence.validate --device cuda
+stage validate 60 python -m harness validate --device cuda
+# One process per paper stage (the paper profile's default is 3, docs/compare.md): the budget of a 15-minute loan.
 for model in ${PAPER_MODELS:-unet3d unet3d-resnet50}; do
     stage "paper-fp32-${model}" 90 python -m harness bench \
-        -q --profile paper --precision fp32 --models "$model" --run-id "gpu-paper-fp32-eager-${model}"
+        -q --profile paper --processes 1 --precision fp32 --models "$model" --run-id "gpu-paper-fp32-eager-${model}"
 done
 stage paper-best 120 python -m harness bench \
-    -q --profile paper --exec-mode best --models "$models" --run-id "gpu-paper-best"
+    -q --profile paper --processes 1 --exec-mode best --models "$models" --run-id "gpu-paper-best"
 stage memory 120 python -m harness bench -q --profile memory --run-id "gpu-memory-peers"
 plan_dir=${PLAN_OUT:-results/runs/gpu-memory-peers}
 stage memory-plan 20 bash -c "mkdir -p '$plan_dir' && python -m harness plan --gpu '${PLAN_GPU:-h100}' --models 'unet3d*' \
@@ -162,9 +171,30 @@ fi
 volume_models=(${VOLUME_MODELS:+--models "$VOLUME_MODELS"})
 stage volume 150 python -m harness bench \
     -q --profile volume --precision fp32 "${volume_models[@]}" --run-id "gpu-volume-fp32-eager"
+# Issue 28, item 4 (docs/pipeline.md): training fed by a real loader beside the tensor-fed rows, nnU-Net's own with
+# and without data loading, over a short sweep of workers: LOADER_MODELS (default unet3d-resnet50) at the peers
+# profile's GPU points (64³, batch 1 and 2, fp32 eager; the tensor-fed rows in both modes), each training point also
+# fed by --loader LOADER (default nnunet where nnunetv2's trainer imports, else monai) with LOADER_WORKERS (default
+# 0,4,12) DataLoader workers; every loader-fed row records the share of its step spent waiting for data. Needs
+# nnunetv2 and batchgeneratorsv2 (or monai) there: carry them as wheels. NOT YET RUN ON A GPU: its time is
+# unmeasured (4 tensor-fed and 6 loader-fed rows; the estimate is a guess).
+loader=${LOADER:-}
+if [[ -z "$loader" ]]; then
+    for candidate in nnunet monai; do
+        if has_pipeline "$candidate"; then loader=$candidate; break; fi
+    done
+fi
+if [[ -n "$loader" ]]; then
+    stage loader 90 python -m harness bench -q --profile peers --precision fp32 \
+        --models "${LOADER_MODELS:-unet3d-resnet50}" --loader "$loader" --workers "${LOADER_WORKERS:-0,4,12}" \
+        --run-id "gpu-loader-${loader}"
+else
+    skipped+=("loader (neither nnunetv2 nor monai imports here)")
+    echo "== gpu_checks stage loader: SKIPPED, neither nnunetv2 nor monai imports here"
+fi
 reserve=0
-stage claims 10 python -m harness.evidence.claims
-stage report 20 python -m harness.report
+stage claims 10 python -m harness claims
+stage report 20 python -m harness report
 
 echo "== gpu_checks summary (budget ${budget}s, $(elapsed)s used$([[ "$dry" == 1 ]] && echo ', dry run'))"
 echo "ran: ${ran[*]:-none}"

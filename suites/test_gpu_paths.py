@@ -646,16 +646,16 @@ def run_gpu_checks(tmp_path, failing=()):
 
 
 def test_gpu_checks_run_every_stage_even_after_failures_then_exit_non_zero_naming_them(tmp_path):
-    done, calls = run_gpu_checks(tmp_path, failing=("harness.evidence.validate", "gpu-paper-best"))
+    done, calls = run_gpu_checks(tmp_path, failing=("validate", "gpu-paper-best"))
     assert done.returncode == 1
-    words = [c.split()[1] for c in calls]
+    words = [" ".join(c.split()[1:3]) for c in calls]
     # validate, fp32 eager paper rows of unet3d then unet3d-resnet50, the best preset, the memory rows, the planner
     # beside them (through bash), the "harness --help" probe for repro, the volume profile, claims, the report
-    assert words[:5] == ["harness.evidence.validate", "harness", "harness", "harness", "harness"]
+    assert words[:5] == ["harness validate", "harness bench", "harness bench", "harness bench", "harness bench"]
     assert "--models unet3d --run-id gpu-paper-fp32-eager-unet3d" in calls[1]
     assert "--models unet3d-resnet50 " in calls[2] and "--models unet3d* " in calls[3]  # the pattern, unexpanded
     assert any(c.startswith("-m harness plan --gpu h100") for c in calls)
-    assert words[-2:] == ["harness.evidence.claims", "harness.report"]
+    assert words[-2:] == ["harness claims", "harness report"]
     assert "2 of" in done.stderr and "validate (exit 1), paper-best (exit 1)" in done.stderr
     assert "failed: validate (exit 1)" in done.stdout
 
@@ -673,11 +673,11 @@ def _dry_run(tmp_path, budget, has="repro", extra=None):
 
 def test_gpu_checks_dry_run_stages_in_value_order_within_the_budget(tmp_path):
     """DRY_RUN=1: the stage commands and the budget decisions, nothing run (a simulated clock)."""
-    done = _dry_run(tmp_path, 900)  # every stage's estimate, and the 30 s kept for claims and the report
+    done = _dry_run(tmp_path, 900, has="repro nnunet")  # every stage's estimate, and the 30 s for claims and report
     assert done.returncode == 0, done.stderr
     order = [line.split()[3].rstrip(":") for line in done.stdout.splitlines() if line.startswith("== gpu_checks stage ")]
     assert order == ["validate", "paper-fp32-unet3d", "paper-fp32-unet3d-resnet50", "paper-best", "memory",
-                     "memory-plan", "repro", "volume", "claims", "report"]
+                     "memory-plan", "repro", "volume", "loader", "claims", "report"]
     assert "skipped: none" in done.stdout and "ran: validate" in done.stdout
     assert not (tmp_path / "results").exists()  # a dry run writes nothing
 
@@ -689,6 +689,24 @@ def test_gpu_checks_budget_guard_skips_what_does_not_fit_and_keeps_the_report(tm
     assert "ran: validate paper-fp32-unet3d paper-fp32-unet3d-resnet50 memory-plan claims report" in out
     assert "skipped: paper-best (needs ~120s" in out and "skipped: volume" in out
     assert "skipped: repro (python -m harness repro does not exist here)" in out
+
+
+@pytest.mark.parametrize("has, loader", [("nnunet monai", "nnunet"), ("monai", "monai"), ("", None)])
+def test_gpu_checks_loader_stage_feeds_training_by_the_pipeline_that_imports(tmp_path, has, loader):
+    """The late stage (issue 28): loader-fed training rows beside the tensor-fed ones over a short sweep of workers,
+    with nnU-Net's pipeline where nnunetv2 imports, else MONAI's, else skipped with the reason."""
+    done = _dry_run(tmp_path, 900, has=f"repro {has}")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("== gpu_checks stage loader")]
+    if loader is None:
+        assert lines == ["== gpu_checks stage loader: SKIPPED, neither nnunetv2 nor monai imports here"]
+        assert "skipped: loader (neither nnunetv2 nor monai imports here)" in done.stdout
+        return
+    (line,) = lines
+    assert f"--loader {loader} --workers 0,4,12" in line and "--models unet3d-resnet50" in line
+    assert "--profile peers --precision fp32" in line and f"--run-id gpu-loader-{loader}" in line
+    short = _dry_run(tmp_path, 800, has=f"repro {has}")  # the volume stage leaves it too little: skipped, not cut
+    assert "skipped: loader (needs ~90s" in short.stdout and "ran: " in short.stdout
 
 
 def test_build_wheels_names_the_packages_the_gpu_machine_lacks():

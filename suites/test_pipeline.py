@@ -137,3 +137,103 @@ def test_one_core_gives_torch_its_threads_back():
     with one_core():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+# --- item 4: the pipelines as the bench's loader takes them -------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["nnunet", "monai"])
+def test_builtin_pipelines_make_the_networks_input_at_its_channels(name):
+    from harness.bench.loader import network_sample
+    from harness.pipeline.pipelines import available, builtin
+
+    if available(name):
+        pytest.skip(available(name))
+    made = builtin(name).build((16, 16, 16), 2)()  # a two-channel case: augmented as the library augments it
+    sample = network_sample(made, (2, 16, 16, 16))
+    assert sample["image"].shape == (2, 16, 16, 16) and type(sample["image"]).__name__ == "Tensor"
+    assert "label" in sample
+
+
+def test_budget_takes_tensor_fed_steps_only(tmp_path):
+    """A loader-fed row's step includes waiting for data: it is not the step the pipeline must keep fed."""
+    from harness.pipeline.budget import step_rows
+
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "results.csv").write_text(
+        "model,input_shape,batch,mode,device,step_ms,error,loader,workers\n"
+        "m,1x8x8x8,2,train,cuda,40.0,,none,\nm,1x8x8x8,2,train,cuda,90.0,,nnunet,2\n")
+    (tmp_path / "r0").mkdir()  # a run older than the loader columns: tensor-fed
+    (tmp_path / "r0" / "results.csv").write_text("model,input_shape,batch,mode,device,step_ms,error\n"
+                                                 "m,1x8x8x8,2,train,cuda,50.0,\n")
+    rows, note = step_rows(tmp_path)
+    assert sorted(r["step_ms"] for r in rows) == [40.0, 50.0] and "CUDA" in note
+
+
+# --- item 5: the report page ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_run(sleepy, tmp_path):
+    """A real small pipeline run (the sleepy pipeline, DataLoader scaling at 1 and 2 workers) budgeted against a
+    committed CUDA row; its folder of results."""
+    runs = tmp_path / "runs"
+    (runs / "gpu").mkdir(parents=True)
+    (runs / "gpu" / "results.csv").write_text("model,input_shape,batch,mode,device,step_ms,error\n"
+                                              "unet3d-resnet50,1x8x8x8,2,train,cuda,28.6,\n")
+    out = tmp_path / "pipeline"
+    done = subprocess.run([sys.executable, "-m", "harness", "pipeline", "--pipelines", "none", "--pipeline",
+                           f"{sleepy}:pipeline", "--patches", "8", "--blocks", "3", "--samples", "3", "--workers", "1,2",
+                           "--loader-samples", "6", "--cores", "4", "--runs-root", str(runs), "--out", str(out),
+                           "--run-id", "20260101T000000Z", "-q"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_the_report_page_shows_what_the_run_recorded(small_run, tmp_path):
+    from harness.report import pipeline as page
+
+    written = page.write(tmp_path / "report", small_run)
+    assert [p.name for p in written] == ["pipeline.md", "pipeline-workers.png", "pipeline-workers.pdf"]
+    assert all(p.stat().st_size > 0 for p in written)
+    result = json.loads((small_run / "20260101T000000Z" / "pipeline.json").read_text())
+    text = written[0].read_text()
+    (rate,) = result["rates"]
+    assert f"| {rate['samples_per_s']:.2f} | [{rate['ci_low']:.2f}, {rate['ci_high']:.2f}] |" in text
+    for row in result["loader_scaling"]:  # each DataLoader rate, against workers x the one-core rate
+        assert f"| {row['workers']} | {row['samples_per_s']:.2f} | " in text
+        assert f"{row['samples_per_s'] / (row['workers'] * rate['samples_per_s']):.0%}" in text
+    (budget,) = result["budget"]  # cores per GPU for the variant, from its committed CUDA step
+    assert budget["model"] == "unet3d-resnet50" and budget["limited_by"].startswith("GPU")
+    assert f"| 28.6 | gpu | {budget['cores_needed']:.2f} | {budget['epoch_s']:.1f} (GPU) |" in text
+    for _, url, _ in page.ANCHORS:
+        assert f"({url})" in text
+    assert "![throughput against workers](pipeline-workers.png)" in text
+    # the same run gives the same page
+    assert page.write(tmp_path / "again", small_run)[0].read_text() == text
+
+
+def test_the_report_page_is_empty_without_a_run_and_refuses_a_damaged_one(tmp_path):
+    from harness.options import InputFileError
+    from harness.report import pipeline as page
+
+    assert page.write(tmp_path / "report", tmp_path / "none") == [] and not (tmp_path / "report").exists()
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "runs" / "x" / "pipeline.json").write_text("{\"rates\": ")
+    with pytest.raises(InputFileError, match="not a pipeline result"):
+        page.write(tmp_path / "report", tmp_path / "runs")
+
+
+def test_the_report_page_sets_loader_fed_rows_beside_their_tensor_rows(small_run, tmp_path):
+    import pandas as pd
+
+    from harness.report import pipeline as page
+
+    same = dict(run_id="r", model="unet3d", overrides="", input_shape="1x16x16x16", batch=2, mode="train",
+                device="cpu", dtype="fp32", exec_mode="eager", channels_last=False, error="")
+    results = pd.DataFrame([dict(same, loader="none", workers=float("nan"), step_ms=100.0, data_wait=float("nan"),
+                                 data_wait_low=float("nan"), data_wait_high=float("nan")),
+                            dict(same, loader="nnunet", workers=2.0, step_ms=250.0, data_wait=0.6, data_wait_low=0.55,
+                                 data_wait_high=0.65)])
+    (row,) = page.loop_rows(results)
+    assert row[4:10] == ["nnunet", "2", "100.0", "250.0", "2.50", "0.60 [0.55, 0.65]"]
+    text = page.write(tmp_path / "report", small_run, results)[0].read_text()
+    assert "## In the loop" in text and "0.60 [0.55, 0.65]" in text

@@ -28,7 +28,7 @@ def predicted_columns(spec) -> dict:
     """A CUDA row's prediction columns: ``predicted_peak_mb``, ``predicted_floor_mb`` and ``predicted_domain`` from
     the registered predictor, on the device's name and cuDNN version; ``predicted_error`` instead where the
     configuration cannot be simulated or none is registered (a prediction that fails never fails the measurement).
-    Other devices: none. (harness.bench.run's ``_predicted_memory`` does the same for step rows.)"""
+    Other devices: none. Step rows (harness.bench.run) and volume rows use it alike."""
     if spec.device != "cuda":
         return {}
     try:

@@ -4,6 +4,9 @@ Failures are rows: a configuration outside the envelope, out of memory, raising 
 and first line), returning an output of another shape than the envelope predicts, or a non-finite one, is
 returned as a Measurement with ``error`` set, so a sweep records it and goes on; only KeyboardInterrupt and
 SystemExit (not ``Exception``s) propagate. No configuration is ever lost for want of a row.
+
+A loader-fed training row (``spec.loader``, harness.bench.loader) is measured by the same steps, each taking its batch
+from the loader; its throughput blocks also record the seconds spent waiting for data (``Measurement.wait_s``).
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from harness.bench.counting import WorkCount, count_work
 from harness.bench.configuration import Configuration, resolve
-from harness.bench.spec import VOLUME_MODE, BenchSpec, Measurement, output_problem, sample_problem
-from harness.bench.memory import peak_memory
+from harness.bench.loader import time_fed_blocks, warm_up_fed
+from harness.bench.spec import NO_LOADER, VOLUME_MODE, BenchSpec, Measurement, output_problem, sample_problem
+from harness.bench.memory import peak_memory, release_device_caches
+from harness.bench.predictors import predicted_columns
 from harness.bench.peak import PeakCache
 from harness.bench.timing import block_steps, time_blocks, time_step, warm_up
 from harness.bench.volume import measure_volume
@@ -106,10 +111,14 @@ def measure(spec: BenchSpec, timer: Timer = time_step, work_cache: WorkCache | N
     workload = None
     try:
         workload = prepare(config)
-        warm = warm_up(workload.step, spec.warmup, spec.device)
+        feed = getattr(workload, "feed", None)  # loader-fed: the warm-up drains the first batches, blocks count waits
+        warm = warm_up(workload.step, spec.warmup, spec.device) if feed is None else warm_up_fed(workload.step, spec)
         latency = timer(workload.step, 0, spec.rounds)
         steps = block_steps(min(latency))
-        blocks = time_blocks(workload.run, steps, spec.blocks, spec.device)
+        if feed is None:
+            blocks, waits = time_blocks(workload.run, steps, spec.blocks, spec.device), ()
+        else:
+            blocks, waits = time_fed_blocks(workload.run, feed, steps, spec.blocks, spec.device)
         output, peak, reserved, memory_kind = peak_memory(workload.step, spec.device)
         work = cache.get(spec, workload)
         flop, flop_error = cache.flops(config)
@@ -121,21 +130,25 @@ def measure(spec: BenchSpec, timer: Timer = time_step, work_cache: WorkCache | N
     except Exception as failure:  # any failure of the step is the row's error; KeyboardInterrupt/SystemExit pass
         return row(error=_first_line(failure))
     finally:
+        if getattr(workload, "feed", None) is not None:
+            workload.feed.close()  # its workers stop now, not when the row's objects happen to be collected
         del workload
-        if spec.device == "cuda":
-            torch.cuda.empty_cache()
+        release_device_caches(spec.device)  # cuBLAS's workspaces too: the next row's peak is its own
     # A wrong output shape or a non-finite output is not a measurement (NaN can take other kernels, and no table
     # should hold it): the row keeps its numbers for inspection, but as an error row, decided before it is written.
     per_voxel = config.variant.record.target == "segmentation"
     error = (output_problem(output_shape, config.verdict.output_shape, spec.full_input_shape, per_voxel)
              or sample_problem(latency, blocks)
              or ("" if finite else NOT_FINITE))
-    predicted = _predicted_memory(spec)
+    # Predicted as the tensor-fed step: the loader's batch takes the place of the batch made once.
+    predicted = predicted_columns(replace(spec, loader=NO_LOADER, workers=0))
     m = row(latency_s=tuple(latency), block_s=tuple(blocks), block_steps=steps, setup_s=warm.setup_s,
             warmup_steps=warm.steps, step_flop=flop, peak_tflops=peak_tflops, peak_mem_mb=peak,
             peak_reserved_mb=reserved, work=work, output_shape=output_shape, error=error,
-            warmup_settled=warm.settled, flop_error=flop_error, extra={"memory_kind": memory_kind, **predicted})
-    return with_max_batch(m) if find_max and not m.error else m
+            warmup_settled=warm.settled, flop_error=flop_error, extra={"memory_kind": memory_kind, **predicted},
+            wait_s=tuple(waits))
+    # The largest batch is the step's own: searched on the tensor-fed row, not again with a loader.
+    return with_max_batch(m) if find_max and not m.error and spec.loader == NO_LOADER else m
 
 
 def with_max_batch(m: Measurement, search=None, predict=None) -> Measurement:
@@ -157,26 +170,6 @@ def with_max_batch(m: Measurement, search=None, predict=None) -> Measurement:
     except Exception as failure:
         return replace(m, max_batch=found, extra={**m.extra, "predicted_max_batch_error": _first_line(failure)})
     return replace(m, max_batch=found, predicted_max_batch=predicted)
-
-
-def _predicted_memory(spec: BenchSpec) -> dict:
-    """CUDA rows: the memory model's prediction of the row's peak_mem_mb and its live-tensor floor
-    (harness.memory, simulated on the CPU, reached through harness.bench.predictors), and ``predicted_domain``:
-    "fitted", or "extrapolated: <why>" where the row lies outside what the workspace model was fitted on, or
-    "predicted as eager" for compile and CUDA-graph rows. Empty on other devices, and where the step cannot be
-    simulated (then ``predicted_error`` says why): a prediction that fails never fails the measurement."""
-    if spec.device != "cuda":
-        return {}
-    try:
-        from harness.bench.predictors import memory_predictor
-
-        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-        cudnn = torch.backends.cudnn.version() if torch.cuda.is_available() else None
-        done = memory_predictor()(spec, gpu=gpu, cudnn=cudnn)
-    except Exception as failure:  # whatever a user model's step does on fake tensors: the row stands
-        return {"predicted_error": _first_line(failure)}
-    return {"predicted_peak_mb": done.peak_mb, "predicted_floor_mb": done.floor_mb,
-            "predicted_domain": done.domain}
 
 
 # A step is judged in its steady state: SGD's momentum buffers exist only from the end of the first training

@@ -36,6 +36,11 @@ PATCH_KEY_FIELDS = ("model", "overrides", "input_shape", "batch", "mode", "devic
 VOLUME_KEY_FIELDS = ("roi", "overlap", "blend", "sw_batch_size", "mirror")
 VOLUME_MODE = "volume"
 KEY_FIELDS = PATCH_KEY_FIELDS + VOLUME_KEY_FIELDS
+# A training step fed by a real loader (``--loader``, harness.bench.loader) is also identified by the loader and its
+# workers. They extend the key of loader-fed specs only (``loader`` other than "none"), so every tensor-fed spec, and
+# every row of a run written before they existed, keeps its key.
+LOADER_KEY_FIELDS = ("loader", "workers")
+NO_LOADER = "none"  # the tensor-fed step: inputs made once, on the device (nnU-Net's _noDataLoading case)
 
 
 def output_problem(output_shape, expected, input_shape=None, per_voxel: bool = False) -> str:
@@ -88,6 +93,11 @@ class BenchSpec:
     blend: str = ""
     sw_batch_size: int = 0
     mirror: bool = False
+    # Training fed by a real loader: ``loader`` is "nnunet", "monai" or a user pipeline reference (module:function),
+    # whose per-sample augmentation a torch DataLoader with ``workers`` worker processes (0: in the main process)
+    # batches and the step moves to the device; "none" (the default) feeds the step tensors already there.
+    loader: str = NO_LOADER
+    workers: int = 0
 
     @classmethod
     def from_record(cls, record: dict) -> "BenchSpec":
@@ -121,13 +131,16 @@ class BenchSpec:
         if self.mode == VOLUME_MODE:
             parts += [f"roi{shape_text(self.roi)}", f"o{self.overlap:g}", self.blend,
                       f"sw{self.sw_batch_size or 'auto'}"] + (["mirror"] if self.mirror else [])
+        if self.loader != NO_LOADER:
+            parts += [f"loader={self.loader.rsplit('/', 1)[-1]}", f"w{self.workers}"]
         return "-".join(parts)
 
     @property
     def key(self) -> tuple:
         """THE configuration identity: what makes two rows the same configuration (resume, merge, regress,
-        compare). The store's key columns are derived from KEY_FIELDS (harness.store.schema)."""
+        compare). The store's key columns are derived from KEY_FIELDS and LOADER_KEY_FIELDS (harness.store.schema)."""
         names = KEY_FIELDS if self.mode == VOLUME_MODE else PATCH_KEY_FIELDS
+        names += LOADER_KEY_FIELDS if self.loader != NO_LOADER else ()
         return tuple(shape_text(getattr(self, name)) if name in ("input_shape", "roi") else getattr(self, name)
                      for name in names)
 
@@ -176,6 +189,9 @@ class Measurement:
     forward_s: tuple[float, ...] = ()
     volume_padded: bool = False  # an axis of the volume is shorter than the window: MONAI pads it (constant 0)
     sw_batch_best: bool | None = None  # --sw-batch auto: this row's sw_batch_size is the one the search chose
+    # Loader-fed training rows: seconds each throughput block spent blocked waiting for the next batch (in
+    # ``next(iterator)``), paired with ``block_s``.
+    wait_s: tuple[float, ...] = ()
 
     @property
     def warm(self) -> bool:
@@ -275,18 +291,44 @@ class Measurement:
     def stitch_interval(self) -> tuple[float, float] | None:
         """The 95% Student-t interval of the mean per-block fraction (None with fewer than 2 blocks). Where it
         spans 0 the share outside the network is not resolved by the timing noise (``stitch_resolved``)."""
-        fractions = self.stitch_fractions
-        if len(fractions) < 2:
-            return None
-        mean = statistics.fmean(fractions)
-        half = t_quantile_975(len(fractions) - 1) * statistics.stdev(fractions) / math.sqrt(len(fractions))
-        return mean - half, mean + half
+        return mean_interval(self.stitch_fractions)
 
     @property
     def stitch_resolved(self) -> bool | None:
         """False where the interval spans 0 ("unresolved"), True where it lies on one side; None without one."""
         interval = self.stitch_interval
         return None if interval is None else not interval[0] <= 0 <= interval[1]
+
+    # --- loader-fed training (spec.loader other than "none", harness.bench.loader) ---------------------------
+
+    @property
+    def data_waits(self) -> tuple[float, ...]:
+        """The share of each throughput block spent blocked waiting for the next batch: ``wait_s / block_s``, one
+        per block (seconds waited and the block's wall time measured over the same steps)."""
+        if self.spec.loader == NO_LOADER or not self.wait_s:
+            return ()
+        return tuple(wait / block for wait, block in zip(self.wait_s, self.block_s) if block > 0)
+
+    @property
+    def data_wait(self) -> float | None:
+        """The mean per-block share of the step spent waiting for data (``data_waits``); 0 when the loader keeps
+        up, near 1 when the step is all waiting."""
+        waits = self.data_waits
+        return statistics.fmean(waits) if waits else None
+
+    @property
+    def data_wait_interval(self) -> tuple[float, float] | None:
+        """The 95% Student-t interval of the mean per-block share (None with fewer than 2 blocks)."""
+        return mean_interval(self.data_waits)
+
+
+def mean_interval(values) -> tuple[float, float] | None:
+    """The 95% Student-t interval of the mean of ``values`` (None with fewer than 2)."""
+    if len(values) < 2:
+        return None
+    mean = statistics.fmean(values)
+    half = t_quantile_975(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean - half, mean + half
 
 
 # Two-sided 95% quantiles of Student's t (0.975 one-sided) for 1-30 degrees of freedom, from the standard table

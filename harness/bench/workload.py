@@ -8,11 +8,15 @@ Execution modes: ``eager``; ``compile`` (``torch.compile``, default mode); ``cud
 through ``torch.compile(mode="reduce-overhead")``: the model's forward and, in training, its backward are
 captured; the optimizer step runs eagerly). Compilation and capture happen in the first calls, which
 the warm-up times on their own and never inside timed rounds.
+
+A loader-fed spec (``spec.loader`` other than "none"; harness.bench.loader) takes each step's input batch from a
+DataLoader instead of a batch made once: the batch (labels included) is moved to the device inside the step, and the
+loss is taken against the workload's own target (the network's classes, which a pipeline's labels need not match).
 """
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -20,7 +24,8 @@ import torch
 from harness.bench.configuration import Configuration, resolve
 from harness.bench.environment import SEED
 from harness.catalog.meta_probe import build_variant
-from harness.bench.spec import BenchSpec
+from harness.bench.loader import Feed
+from harness.bench.spec import NO_LOADER, BenchSpec
 from harness.bench.timing import synchronize
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -34,6 +39,7 @@ class Workload:
     run: Callable[[], torch.Tensor]  # one inference or training step, not synchronized
     step: Callable[[], torch.Tensor]  # the same, synchronized
     sample: torch.Tensor  # one sample (batch 1), for counting
+    feed: Feed | None = None  # loader-fed rows: the loader each step takes its batch from (harness.bench.loader)
 
 
 def _autocast(spec: BenchSpec, device: str, autocast=None):
@@ -89,8 +95,11 @@ def prepare(config: Configuration, device: str | None = None, autocast=None) -> 
     device = device or spec.device
     configure_backends(spec, device)
     model = build_variant(config.variant, spec.constructor_overrides, device, seed=SEED)
-    x, generator = _inputs(spec, device)
+    fed = spec.loader != NO_LOADER and device != "meta"  # on meta (counting) the step is the same without a loader
+    # A loader-fed step takes each batch from its loader: no batch of inputs is kept on the device, only one sample.
+    x, generator = _inputs(replace(spec, batch=1) if fed else spec, device)
     sample = x[:1].clone()
+    memory_format = None
     if spec.channels_last and device != "meta":
         memory_format = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
         model = model.to(memory_format=memory_format)
@@ -103,7 +112,7 @@ def prepare(config: Configuration, device: str | None = None, autocast=None) -> 
 
         def run():
             with torch.inference_mode(), _autocast(spec, device, autocast):
-                return runnable(x)
+                return runnable(inputs())
     else:
         model.train()
         target = _target(config, device, generator)
@@ -113,15 +122,24 @@ def prepare(config: Configuration, device: str | None = None, autocast=None) -> 
         def run():
             optimizer.zero_grad(set_to_none=True)
             with _autocast(spec, device, autocast):
-                out = runnable(x)
+                out = runnable(inputs())
                 loss = criterion(out.float(), target)
             loss.backward()
             optimizer.step()
             return out.detach()
+
+    feed = Feed(spec, device) if fed else None  # last: its workers start here
+
+    def inputs():
+        """The step's input: the batch made once, or the loader's next batch (waiting for it is part of the step)."""
+        if feed is None:
+            return x
+        batch = feed.next()
+        return batch if memory_format is None else batch.contiguous(memory_format=memory_format)
 
     def step():
         out = run()
         synchronize(device)
         return out
 
-    return Workload(spec, model, run, step, sample)
+    return Workload(spec, model, run, step, sample, feed)

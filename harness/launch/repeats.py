@@ -39,11 +39,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from harness.bench.spec import BenchSpec, Measurement
+from harness.bench.spec import NO_LOADER, BenchSpec, Measurement
 from harness.options import EXIT_USAGE, OptionError, report as report_option_error, require_new_run, require_positive
 from harness.stats import process_medians, robust_pooled_sd
 from harness.store.load import raw_samples, read_run
-from harness.store.schema import RUNS_ROOT, measured_fine
+from harness.store.schema import RUNS_ROOT, loader_columns, measured_fine
 
 PROCESSES_DIR = "processes"
 OPTION = "--processes"
@@ -234,6 +234,9 @@ def pooled_record(records: list[dict], names: list[str]) -> dict:
               "processes": [{"run_id": name, **_process_samples(r)} for name, r in zip(names, records)]}
     if "forward_s" in first:
         pooled["forward_s"] = [t for r in records for t in r.get("forward_s") or []]
+    if "wait_s" in first:  # loader-fed rows: each block's wait, scaled as its block
+        pooled["wait_s"] = [w * steps / r["block_steps"] for r in records if r.get("block_steps")
+                            for w in r.get("wait_s") or []] if steps else []
     return pooled
 
 
@@ -243,10 +246,13 @@ def pooled_row(rows: list[dict], record: dict, run_id: str) -> dict:
     spec = BenchSpec.from_record(record["spec"])
     m = Measurement(spec, latency_s=tuple(record["latency_s"]), block_s=tuple(record["block_s"]),
                     block_steps=record.get("block_steps") or 0, step_flop=record.get("step_flop"),
-                    peak_tflops=_float(row.get("peak_tflops")), forward_s=tuple(record.get("forward_s") or ()))
+                    peak_tflops=_float(row.get("peak_tflops")), forward_s=tuple(record.get("forward_s") or ()),
+                    wait_s=tuple(record.get("wait_s") or ()))
     for column in TIMING_COLUMNS + (VOLUME_TIMING_COLUMNS if row.get("mode") == "volume" else ()):
         if column in row:
             row[column] = _number(getattr(m, column), DIGITS.get(column, 4))
+    if spec.loader != NO_LOADER:
+        row.update(loader_columns(m))  # the data-wait share from the pooled waits
     peaks = [p for p in (_float(r.get("peak_mem_mb")) for r in rows) if p is not None]
     if peaks and "peak_mem_mb" in row:
         row["peak_mem_mb"] = round(max(peaks), 1)

@@ -28,8 +28,8 @@ def epoch(step_ms: float, batch: int, samples_per_s_per_core: float, cores: int,
 
 
 def step_rows(runs_root: Path) -> tuple[list[dict], str]:
-    """The training rows (3D, no error, a step time) of every committed run under ``runs_root``: CUDA rows when
-    any run has them, else the CPU rows; and a note saying which."""
+    """The tensor-fed training rows (3D, no error, a step time) of every committed run under ``runs_root``: CUDA
+    rows when any run has them, else the CPU rows; and a note saying which."""
     from harness.store.load import read_run
 
     found = []
@@ -43,6 +43,8 @@ def step_rows(runs_root: Path) -> tuple[list[dict], str]:
                 step = float(row.get("step_ms") or "nan")
                 batch = int(row.get("batch") or 0)
             except ValueError:
+                continue
+            if row.get("loader", "none") not in ("", "none"):  # a loader-fed row: its step includes waiting for data
                 continue
             if row.get("mode") != "train" or row.get("error") or len(dims) != 4 or not math.isfinite(step) or batch < 1:
                 continue

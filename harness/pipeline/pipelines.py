@@ -32,18 +32,18 @@ USER_WAY_OUT = ("Way out: give --pipeline package.module:function or path/to/fil
 class Pipeline:
     name: str
     source: str  # where it comes from, in words
-    build: Callable  # patch -> zero-argument callable making one sample
+    build: Callable  # (patch, channels=1) -> zero-argument callable making one sample of images with those channels
     samples_per_call: int = 1
     facts: dict = field(default_factory=dict)
 
 
-def _synthetic_case(shape, seed: int = 0):
-    """An image (1, *shape) float32 of N(0,1) noise and a label map (1, *shape) with a foreground ball of class 1
+def _synthetic_case(shape, seed: int = 0, channels: int = 1):
+    """An image (channels, *shape) float32 of N(0,1) noise and a label map (1, *shape) with a foreground ball of class 1
     and a smaller one of class 2 (so crops by label and nnU-Net's foreground handling have something to find)."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    image = torch.randn((1, *shape), generator=g)
+    image = torch.randn((channels, *shape), generator=g)
     grids = torch.meshgrid(*[torch.linspace(-1, 1, s) for s in shape], indexing="ij")
     radius = sum(x ** 2 for x in grids).sqrt()
     label = torch.zeros((1, *shape), dtype=torch.int16)
@@ -76,28 +76,28 @@ def nnunet_settings(patch):
                 do_dummy_2d_data_aug=False, initial_patch_size=tuple(initial))
 
 
-def nnunet_transforms(patch):
-    """(the transforms object as nnunetv2 builds it, the settings used)."""
+def nnunet_transforms(patch, channels: int = 1):
+    """(the transforms object as nnunetv2 builds it, the settings used), for images of ``channels`` channels."""
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     s = nnunet_settings(patch)
     transforms = nnUNetTrainer.get_training_transforms(
         tuple(patch), s["rotation_for_DA"], s["deep_supervision_scales"], s["mirror_axes"],
-        s["do_dummy_2d_data_aug"], use_mask_for_norm=[False], is_cascaded=False, foreground_labels=[1, 2],
+        s["do_dummy_2d_data_aug"], use_mask_for_norm=[False] * channels, is_cascaded=False, foreground_labels=[1, 2],
         regions=None, ignore_label=None)
     return transforms, s
 
 
-def _nnunet_build(patch):
-    transforms, settings = nnunet_transforms(patch)
-    image, label = _synthetic_case(settings["initial_patch_size"])
+def _nnunet_build(patch, channels: int = 1):
+    transforms, settings = nnunet_transforms(patch, channels)
+    image, label = _synthetic_case(settings["initial_patch_size"], channels=channels)
 
     def sample():
         return transforms(image=image.clone(), segmentation=label.clone())
     return sample
 
 
-def _monai_build(patch):
+def _monai_build(patch, channels: int = 1):
     """MONAI's tutorials' random chain. RandCropByPosNegLabeld, RandFlipd x3, RandRotate90d and RandShiftIntensityd
     with the settings of Project-MONAI/tutorials 3d_segmentation/unetr_btcv_segmentation_3d.ipynb (and
     swin_unetr_btcv_segmentation_3d.ipynb); RandScaleIntensityd as brats_segmentation_3d.ipynb writes it.
@@ -117,7 +117,7 @@ def _monai_build(patch):
         RandShiftIntensityd(keys="image", offsets=0.10, prob=0.50),
     ])
     chain.set_random_state(seed=0)
-    image, label = _synthetic_case(tuple(2 * p for p in patch))
+    image, label = _synthetic_case(tuple(2 * p for p in patch), channels=channels)
     case = {"image": image, "label": label.float()}
 
     def sample():
@@ -157,24 +157,27 @@ def available(name: str) -> str | None:
     return None
 
 
-def user(reference: str) -> Pipeline:
-    """A ``--pipeline`` reference, loaded like ``--model`` (harness.catalog.user's module loading)."""
+def user(reference: str, option: str = "--pipeline") -> Pipeline:
+    """A ``--pipeline`` reference (or the bench's ``--loader``: ``option`` names it in errors), loaded like ``--model``
+    (harness.catalog.user's module loading)."""
     from harness.catalog.user import _load_module
+
+    way_out = USER_WAY_OUT.replace("--pipeline", option)
 
     location, sep, function = reference.rpartition(":")
     if not sep or not location or not function:
-        raise OptionError(f"--pipeline {reference!r} is not of the form module:function or file.py:function. "
-                          f"{USER_WAY_OUT}")
+        raise OptionError(f"{option} {reference!r} is not of the form module:function or file.py:function. "
+                          f"{way_out}")
     try:
         module = _load_module(location)
     except OptionError as error:
-        raise OptionError(str(error.args[0]).replace("--model", "--pipeline").split(" Way out")[0] + " "
-                          + USER_WAY_OUT) from None
+        raise OptionError(str(error.args[0]).replace("--model", option).split(" Way out")[0] + " "
+                          + way_out) from None
     fn = getattr(module, function, None)
     if fn is None or not callable(fn):
-        raise OptionError(f"--pipeline {reference}: {location} has no callable {function!r}. {USER_WAY_OUT}")
+        raise OptionError(f"{option} {reference}: {location} has no callable {function!r}. {way_out}")
 
-    def build(patch):
+    def build(patch, channels: int = 1):  # channels: a user's pipeline makes what it makes (the bench adapts it)
         try:
             takes_patch = bool(inspect.signature(fn).parameters)
         except (TypeError, ValueError):
@@ -186,3 +189,9 @@ def user(reference: str) -> Pipeline:
 
     name = f"{location.rsplit('/', 1)[-1].removesuffix('.py').rsplit('.', 1)[-1]}:{function}"
     return Pipeline(name, f"user: {reference}", build)
+
+
+def for_loader(name: str) -> Pipeline:
+    """The pipeline a bench ``--loader`` value names: a built-in (nnunet, monai) or a user's reference; the hook
+    harness.bench.loader calls (registered by importing harness.pipeline)."""
+    return builtin(name) if name in BUILTIN else user(name, "--loader")

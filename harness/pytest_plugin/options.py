@@ -61,6 +61,14 @@ def add_options(parser) -> None:
     group.addoption("--preset", metavar="NAME", help="window settings named after what they copy: nnunet (overlap "
                     "0.5, Gaussian, mirroring), mlperf (128³ windows, overlap 0.5, Gaussian), monai (overlap 0.25, "
                     "constant); options given beside it win")
+    # Training fed by a real loader (harness.bench.loader, docs/pipeline.md): checked by the session, as above.
+    group.addoption("--loader", metavar="NAME|REF", help="also measure every 3D training configuration fed by a "
+                    "torch DataLoader over this augmentation pipeline, beside its tensor-fed row: nnunet (nnU-Net v2's "
+                    "training transforms), monai (MONAI's tutorial chain), a pipeline of your own (module:function "
+                    "or file.py:function, as python -m harness pipeline --pipeline), or none (default: tensors only); "
+                    "each such row records the share of the step spent waiting for data")
+    group.addoption("--workers", metavar="N[,N...]", help=f"DataLoader worker processes of the --loader rows, one "
+                    f"row per value (0: load in the main process; default {DEFAULT_WORKERS})")
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,9 @@ class RunOptions:
     mirror: bool = False
     sw_batch: str | None = None
     preset: str | None = None
+    # Loader-fed training rows: the --loader value as given (None: not given), and --workers parsed (None: not given).
+    loader: str | None = None
+    workers: tuple[int, ...] | None = None
 
     @classmethod
     def from_config(cls, config) -> "RunOptions":
@@ -121,7 +132,8 @@ class RunOptions:
                    option("--resume"), bool(option("--resume-mixed")), option("--shard"),
                    Path(option("--runs-root") or RUNS_ROOT), disabled, volumes=tuple(option("--volume")),
                    roi=option("--roi"), overlap=option("--overlap"), blend=option("--blend"),
-                   mirror=bool(option("--mirror")), sw_batch=option("--sw-batch"), preset=option("--preset"))
+                   mirror=bool(option("--mirror")), sw_batch=option("--sw-batch"), preset=option("--preset"),
+                   loader=option("--loader"), workers=_workers(option("--workers")))
         return read.with_spec_options()
 
     def with_spec_options(self) -> "RunOptions":
@@ -148,10 +160,19 @@ class RunOptions:
                 **({"volume": list(self.volumes), "roi": self.roi, "overlap": self.overlap, "blend": self.blend,
                     "mirror": self.mirror, "sw_batch": self.sw_batch, "preset": self.preset}
                    if self.volumes or self.roi or self.overlap or self.blend or self.mirror or self.sw_batch
-                   or self.preset else {})}
+                   or self.preset else {}),
+                **({"loader": self.loader, "workers": list(self.loader_workers)} if self.loader else {})}
+
+    @property
+    def loader_workers(self) -> tuple[int, ...]:
+        """The worker counts of the --loader rows: --workers, else ``DEFAULT_WORKERS``."""
+        return self.workers if self.workers is not None else (DEFAULT_WORKERS,)
 
 
 DEVICES = ("cpu", "cuda")
+# --loader rows' workers when --workers is not given: a fixed number, so that keys agree across machines (the key
+# holds it); 2 keeps a 2-core machine busy beside the main process without oversubscribing it badly.
+DEFAULT_WORKERS = 2
 PRECISIONS = ("fp32", "bf16", "fp16")
 EXEC_MODES = ("eager", "compile", "cudagraphs", "best")
 
@@ -200,3 +221,18 @@ def _default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _workers(value) -> tuple[int, ...] | None:
+    """--workers given as text (``2`` or ``0,2,4``): distinct non-negative integers in the order given."""
+    if value is None:
+        return None
+    try:
+        numbers = [int(part.strip()) for part in str(value).split(",")]
+    except ValueError:
+        numbers = []
+    if not numbers or any(n < 0 for n in numbers):
+        raise OptionError(f"--workers must be a non-negative integer or a comma-separated list of them, not {value!r}. "
+                          f"Way out: e.g. --workers {DEFAULT_WORKERS} (0 loads in the main process), or --workers 0,2,4 "
+                          f"for one row per value.")
+    return tuple(dict.fromkeys(numbers))

@@ -15,7 +15,8 @@ import pytest
 from harness.bench import environment
 from harness.bench.profiles import PROFILES, select_models, specs
 from harness.bench.run import WorkCache, measure
-from harness.bench.spec import VOLUME_MODE, BenchSpec, Measurement
+from harness.bench.loader import fed_specs
+from harness.bench.spec import NO_LOADER, VOLUME_MODE, BenchSpec, Measurement
 from harness.bench.timing import time_step
 from harness.bench.volume import VolumeOptions, parse_volume_options, require_window, search_sw_batch, volume_model
 from harness.catalog.registry import get_variant, require_models
@@ -61,11 +62,49 @@ class HarnessSession:
         return select_models(self.options.profile, self.options.models, self.user_models)
 
     @cached_property
-    def specs(self) -> list[BenchSpec]:
+    def sweep(self) -> list[BenchSpec]:
+        """Every configuration of the sweep (all shards)."""
         overrides = format_overrides(parse_overrides(list(self.options.overrides))) or None
         found = specs(self.options.profile, self.options.device, self.models, overrides=overrides,
                       volume=self.volume_request, **self.options.spec_options)
+        if self.loader != NO_LOADER:  # each 3D training configuration, then its loader-fed twins
+            found = fed_specs(found, self.loader, self.options.loader_workers)
+        return found
+
+    @cached_property
+    def specs(self) -> list[BenchSpec]:
+        """The configurations this process measures: the sweep, or its --shard."""
+        found = self.sweep
         return select(found, *parse_shard(self.options.shard)) if self.options.shard else found
+
+    @property
+    def loader(self) -> str:
+        return self.options.loader or NO_LOADER
+
+    def check_loader(self) -> None:
+        """--loader names a pipeline that loads here, --workers comes with it, and the sweep has a 3D training
+        configuration for it to feed (an inference-only or whole-volume sweep has none)."""
+        options = self.options
+        if options.workers is not None and self.loader == NO_LOADER:
+            raise OptionError("--workers sets the DataLoader workers of loader-fed training rows, and no --loader is "
+                              "given (or --loader none). Way out: add --loader nnunet (or monai, or your "
+                              "module:function), or leave --workers out.")
+        if self.loader == NO_LOADER:
+            return
+        from harness.pipeline.pipelines import BUILTIN, available, user
+
+        if ":" in self.loader:
+            user(self.loader, "--loader")  # an OptionError naming what does not load
+        elif self.loader not in BUILTIN:
+            raise OptionError(f"--loader {self.loader!r} is not one of {', '.join(BUILTIN)}, none, or a pipeline of "
+                              f"your own (module:function or file.py:function). Way out: e.g. --loader nnunet.")
+        elif available(self.loader):
+            raise OptionError(f"--loader {available(self.loader)}, or choose another --loader.")
+        if options.bench and not any(spec.loader != NO_LOADER for spec in self.sweep):
+            raise OptionError(f"--loader feeds training steps of 3D networks, and this sweep (profile "
+                              f"{options.profile}, {len(self.sweep)} configuration(s)) has none: it measures inference, "
+                              f"whole volumes or 2D networks only. Way out: a profile that trains (e.g. --profile cpu "
+                              f"or --profile peers) with a 3D variant (--models 'unet3d*'), or leave --loader out.")
 
     @cached_property
     def volume_request(self) -> VolumeOptions:
@@ -109,6 +148,7 @@ class HarnessSession:
         for name in self.models if options.bench else ():  # every --set argument must be one each builder takes
             get_variant(name).constructor_args(**overrides)
         self.check_volume(overrides)
+        self.check_loader()
         if options.shard is not None:
             parse_shard(options.shard)
         require_positive("--rounds", options.rounds)
@@ -205,6 +245,8 @@ class HarnessSession:
         try:
             if spec.device == "cuda":  # CUDA rows carry the memory room's prediction (harness.bench.predictors)
                 import harness.memory  # noqa: F401  (registers it)
+            if spec.loader != NO_LOADER:  # the bench reaches the pipelines of harness.pipeline through its hook
+                import harness.pipeline  # noqa: F401  (registers the pipelines with harness.bench.loader)
             if search:
                 return self.measure_search(spec, benchmark, position)
             m = measure(spec, pedantic_timer(benchmark), self.work_cache,
@@ -243,6 +285,8 @@ class HarnessSession:
         benchmark.extra_info.update({k: row[k] for k in ("model", "input_shape", "batch", "mode", "dtype", "exec_mode",
                                                           "warm", "step_ms", "samples_per_s", "peak_mem_mb", "gmacs",
                                                           "step_gflop", "mfu", "params_total", "params_used", "error")})
+        if spec.loader != NO_LOADER:
+            benchmark.extra_info.update(loader=spec.loader, workers=spec.workers, data_wait=m.data_wait)
         if m.work:
             benchmark.extra_info["macs_by_operator"] = m.work.macs_by_operator
             benchmark.extra_info["uncalled_modules"] = list(m.work.uncalled_modules)
@@ -266,8 +310,9 @@ class HarnessSession:
                           f"{m.volume_s:.3f} s/volume, {m.volumes_per_s:.3f} volumes/s, {m.mvox_per_s:.3f} Mvox/s, "
                           f"stitch fraction {stitch_text(m)}, peak memory {peak}{cold}")
         else:
+            fed = "" if spec.loader == NO_LOADER else f", waiting for data {wait_text(m)} of the step"
             self.progress(f"{position} {spec.label}: latency {m.latency_ms:.1f} ms, throughput {m.step_ms:.1f} ms/step "
-                          f"= {m.samples_per_s:.2f} samples/s, peak memory {peak}{largest}{cold}")
+                          f"= {m.samples_per_s:.2f} samples/s{fed}, peak memory {peak}{largest}{cold}")
         if unsettled:  # written (resume measures it again), counted, and failed: it must not pass silently
             self.unsettled += 1
             pytest.fail(f"{spec.label}: the warm-up never settled ({m.warmup_steps} steps), so its samples are not a "
@@ -333,3 +378,11 @@ def pedantic_timer(benchmark):
         return tuple(samples[-rounds:])
 
     return timer
+
+
+def wait_text(m: Measurement) -> str:
+    """``0.42 [0.38, 0.46]``: the share of a loader-fed step spent waiting for data, with its 95% interval."""
+    if m.data_wait is None:
+        return "unavailable"
+    interval = m.data_wait_interval
+    return f"{m.data_wait:.2f}" + ("" if interval is None else f" [{interval[0]:.2f}, {interval[1]:.2f}]")

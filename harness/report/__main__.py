@@ -20,6 +20,7 @@ from pathlib import Path
 
 from harness.report import plots, reproducibility, reproduction, tables, volume
 from harness.report import memory as memory_report
+from harness.report import pipeline as pipeline_page
 from harness.store.schema import RESULTS_ROOT as RESULTS
 from harness.options import EXIT_CODES_HELP, EXIT_NOTHING, EXIT_OK, OptionError
 from harness.options import report as report_option_error
@@ -30,7 +31,8 @@ MANIFEST = ".generated"  # the files the last build wrote, one name a line
 # The names the report writes: only used to clean a folder written before the manifest existed.
 GENERATED_PATTERNS = ("comparison.md", "comparison.tex", "comparison.csv", "comparison-*.png", "comparison-*.pdf",
                       "scaling-*.png", "scaling-*.pdf", "volume.md", "volume.csv", "volume-*.png", "volume-*.pdf",
-                      "memory.md", "reproduction.md", "reproducibility.md")
+                      "memory.md", "reproduction.md", "reproducibility.md", "pipeline.md",
+                      "pipeline-workers.png", "pipeline-workers.pdf")
 
 
 class NothingToReport(Exception):
@@ -136,11 +138,13 @@ def _rooms(out: Path) -> list[Path]:
 
 def _write(results, runs: list[StoredRun], out: Path) -> list[Path]:
     results, volumes = volume.split(results)  # whole volumes have their own table and plot (harness.report.volume)
+    # Loader-fed training rows go beside their tensor-fed twins on the pipeline page, not into the comparison.
+    written = pipeline_page.write(out, RESULTS / "pipeline", results)
+    results = results[~pipeline_page.is_fed(results)].reset_index(drop=True)
     if results.empty:
-        return volume.write(volumes, out)
+        return written + volume.write(volumes, out)
     results = tables.with_intervals(results, raw_samples(runs=runs))  # 95% intervals where the raw samples allow
     table = tables.comparison(results)
-    written = []
     md = comparison_markdown(table)
     for name, text in [("comparison.md", "# Comparison\n\n" + md), ("comparison.tex", comparison_latex(table))]:
         (out / name).write_text(text)

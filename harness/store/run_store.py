@@ -18,7 +18,7 @@ from pathlib import Path
 from harness.bench.machine import MACHINE_FACTS, PER_SHARD_FACTS
 from harness.bench.spec import VOLUME_MODE, BenchSpec, Measurement, shape_text
 from harness.store.csvfile import drop_torn_tail, read_rows
-from harness.store.schema import ENV_COLUMNS, RESULT_COLUMNS, VOLUME_COLUMNS, is_final, row_key
+from harness.store.schema import ENV_COLUMNS, RESULT_COLUMNS, VOLUME_COLUMNS, is_final, loader_columns, row_key
 
 # Run options that must match for a resumed run's rows to be comparable with the first attempt's.
 RESUME_MUST_MATCH = ("device", "profile", "precision", "channels_last", "exec_mode", "cudnn_benchmark", "rounds",
@@ -66,6 +66,7 @@ def to_row(m: Measurement, env: dict, run_id: str) -> dict:
     row.update(predicted_peak_mb=_round(m.extra.get("predicted_peak_mb"), 1),  # CUDA rows (docs/memory.md)
                predicted_floor_mb=_round(m.extra.get("predicted_floor_mb"), 1),
                predicted_domain=m.extra.get("predicted_domain", ""))
+    row.update(loader_columns(m))  # what fed a training step, and its data wait (docs/pipeline.md)
     return row
 
 
@@ -214,4 +215,6 @@ def details(m: Measurement) -> dict:
         # Whole volumes: the windows' own forward passes back to back (s per volume); MACs above are per window.
         **({"forward_s": list(m.forward_s), "windows": m.windows, "forward_passes": m.forward_passes,
             "sw_batch_best": m.sw_batch_best} if m.spec.mode == VOLUME_MODE else {}),
+        # Loader-fed training rows: the seconds of each throughput block spent waiting for data.
+        **({"wait_s": list(m.wait_s)} if m.wait_s else {}),
     }

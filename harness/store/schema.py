@@ -4,7 +4,8 @@ docs/results.md) and what makes two rows the same configuration, derived from th
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from harness.bench.spec import KEY_FIELDS, PATCH_KEY_FIELDS, VOLUME_MODE, BenchSpec
+from harness.bench.spec import (KEY_FIELDS, LOADER_KEY_FIELDS, NO_LOADER, PATCH_KEY_FIELDS, VOLUME_MODE, BenchSpec,
+                                Measurement)
 
 # Where a variant comes from, as tables and listings label it (Family.source), in display order.
 SOURCE_LABELS = {"article": "article", "follow-up": "follow-up", "peer": "peer", "user": "yours"}
@@ -38,11 +39,18 @@ VOLUME_COLUMNS = ["volume_shape", "roi", "overlap", "blend", "sw_batch_size", "m
 # CUDA rows: whether the memory prediction lies inside what its workspace model was fitted on ("fitted",
 # "extrapolated: <why>", "predicted as eager (...)"; docs/memory.md). Appended last, as the volume columns.
 MEMORY_COLUMNS = ["predicted_domain"]
-RESULT_COLUMNS = MEASURE_COLUMNS + ENV_COLUMNS + ["run_id", "finished_at"] + VOLUME_COLUMNS + MEMORY_COLUMNS
+# Training rows: what fed the step (``loader``: "none" for tensors already on the device, else the pipeline) and, for
+# loader-fed rows, the DataLoader's ``workers`` and the share of each step spent waiting for the next batch (its
+# mean over the throughput blocks and 95% interval; docs/results.md, docs/pipeline.md). Appended last, as the rest.
+LOADER_COLUMNS = ["loader", "workers", "data_wait", "data_wait_low", "data_wait_high"]
+RESULT_COLUMNS = (MEASURE_COLUMNS + ENV_COLUMNS + ["run_id", "finished_at"] + VOLUME_COLUMNS + MEMORY_COLUMNS
+                  + LOADER_COLUMNS)
 # A spec field's column where the two names differ: the results contract calls the precision ``dtype``.
 COLUMN_OF_FIELD = {"precision": "dtype"}
-# What makes two rows the same configuration: BenchSpec.key's fields, as CSV columns.
-KEY_COLUMNS = [COLUMN_OF_FIELD.get(name, name) for name in KEY_FIELDS]
+# What makes two rows the same configuration: BenchSpec.key's fields, as CSV columns (the window columns count for
+# volume rows only, the loader columns for loader-fed rows only: ``row_key``).
+KEY_COLUMNS = [COLUMN_OF_FIELD.get(name, name) for name in KEY_FIELDS + LOADER_KEY_FIELDS]
+LOADER_KEY_COLUMNS = [COLUMN_OF_FIELD.get(name, name) for name in LOADER_KEY_FIELDS]
 PATCH_KEY_COLUMNS = [COLUMN_OF_FIELD.get(name, name) for name in PATCH_KEY_FIELDS]
 # Columns of runs written before the latency/throughput split, and what replaced them.
 RENAMED_COLUMNS = {"median_ms": "latency_ms", "iqr_ms": "latency_iqr_ms"}
@@ -52,7 +60,8 @@ RENAMED_COLUMNS = {"median_ms": "latency_ms", "iqr_ms": "latency_iqr_ms"}
 # so a setting added to the key later (e.g. ``cudnn_benchmark``) leaves old runs loadable with their keys.
 LEGACY_DEFAULTS = {"source": "article",  # runs before peers and user models held the article's variants only
                    "overrides": "", "device": "cpu", "dtype": "fp32", "channels_last": "False",
-                   "cudnn_benchmark": "False"}
+                   "cudnn_benchmark": "False",
+                   "loader": NO_LOADER}  # runs before --loader fed every step tensors already on the device
 # The key columns a results.csv must hold itself (no default can stand in for them).
 REQUIRED_COLUMNS = ["model", "input_shape", "batch", "mode"]
 
@@ -104,11 +113,15 @@ def _key_value(column: str, value):
 
 def row_key(row: dict) -> tuple:
     """The BenchSpec.key of a CSV row (values arrive as text; bools, ints and floats parsed by the spec field's
-    type). The window columns belong to the key of volume rows only, so rows of runs written before they
-    existed keep their keys. A key column the row lacks (a run older than that column) takes its legacy
-    default (``key_default``); a row without ``model``, ``input_shape``, ``batch`` or ``mode`` raises KeyError."""
+    type). The window columns belong to the key of volume rows only, and the loader columns to the key of
+    loader-fed rows only, so rows of runs written before they existed keep their keys. A key column the row lacks
+    (a run older than that column) takes its legacy default (``key_default``); a row without ``model``,
+    ``input_shape``, ``batch`` or ``mode`` raises KeyError."""
     values = {**row, "exec_mode": exec_mode_of(row)}
-    columns = KEY_COLUMNS if row.get("mode") == VOLUME_MODE else PATCH_KEY_COLUMNS
+    columns = KEY_COLUMNS[:len(KEY_FIELDS)] if row.get("mode") == VOLUME_MODE else PATCH_KEY_COLUMNS
+    loader = row.get("loader")  # text; NaN where a report frame holds a run older than the column
+    if isinstance(loader, str) and loader not in ("", NO_LOADER):  # a loader-fed row: its loader and workers too
+        columns = columns + LOADER_KEY_COLUMNS
     key = []
     for column in columns:
         value = values.get(column)
@@ -142,3 +155,16 @@ def is_final(row: dict) -> bool:
     if row.get("error", ""):
         return is_refusal(row)
     return measured_fine(row) or str(row.get("warmup", "")) in ("0", "")
+
+
+def loader_columns(m: Measurement) -> dict:
+    """The loader columns of a row (``LOADER_COLUMNS``): ``loader`` on every row ("none" when tensors fed the step);
+    the workers and the data-wait share (rounded as the stitch fraction) on loader-fed rows only."""
+    spec = m.spec
+    if spec.loader == NO_LOADER:
+        return {"loader": NO_LOADER, "workers": "", "data_wait": "", "data_wait_low": "", "data_wait_high": ""}
+    interval = m.data_wait_interval
+    return {"loader": spec.loader, "workers": spec.workers,
+            "data_wait": "" if m.data_wait is None else round(m.data_wait, 4),
+            "data_wait_low": "" if interval is None else round(interval[0], 4),
+            "data_wait_high": "" if interval is None else round(interval[1], 4)}
