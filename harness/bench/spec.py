@@ -318,8 +318,10 @@ class Measurement:
 
     @property
     def data_wait_interval(self) -> tuple[float, float] | None:
-        """The 95% Student-t interval of the mean per-block share (None with fewer than 2 blocks)."""
-        return mean_interval(self.data_waits)
+        """The 95% Student-t interval of the mean per-block share (None with fewer than 2 blocks), within [0, 1]:
+        a share of the step cannot lie outside it."""
+        interval = mean_interval(self.data_waits)
+        return None if interval is None else (max(interval[0], 0.0), min(interval[1], 1.0))
 
 
 def mean_interval(values) -> tuple[float, float] | None:
@@ -331,12 +333,9 @@ def mean_interval(values) -> tuple[float, float] | None:
     return mean - half, mean + half
 
 
-# Two-sided 95% quantiles of Student's t (0.975 one-sided) for 1-30 degrees of freedom, from the standard table
-# (scipy.stats.t.ppf(0.975, df)); past 30 the normal 1.96 is within 4%. Kept here so that the spec stays free of
-# scipy and torch.
-_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
 def t_quantile_975(df: int) -> float:
-    return _T_975[df - 1] if 1 <= df <= len(_T_975) else 1.96
+    """Student's t at 0.975 (a two-sided 95% interval), from scipy, imported here so that importing the spec
+    stays cheap."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))

@@ -42,7 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1, help="untimed samples first (default 1)")
     p.add_argument("--workers", default="", metavar="LIST",
                    help="DataLoader workers to measure scaling at, e.g. 1,2 (default: none; 'all' = 1 to the cores)")
-    p.add_argument("--loader-samples", type=int, default=8, help="samples per DataLoader measurement (default 8)")
+    p.add_argument("--loader-samples", type=int, default=64,
+                   help="samples per DataLoader measurement (default 64: with fewer, the workers' start-up dominates)")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1,
                    help=f"CPU cores for augmentation in the epoch estimate (default this machine's, {os.cpu_count()})")
     p.add_argument("--iterations", type=int, default=250, help="iterations per epoch (default nnU-Net's 250)")

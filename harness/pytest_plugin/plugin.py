@@ -187,6 +187,10 @@ def compact_table(rows: list[dict]) -> list[str]:
         error = row.get("error", "")
         note = ("refused" if is_refusal(row) else "FAILED") if error else ("" if str(row.get("warm")) == "True"
                                                                             else "not warm")
+        if row.get("loader") not in (None, "", "none"):  # a loader-fed twin of the row above it
+            wait = row.get("data_wait")
+            note = " ".join(filter(None, [f"fed by {row['loader']}, {row.get('workers')} workers" + (
+                f", waiting {float(wait):.1%}" if wait not in (None, "") else ""), note]))
         body.append(cells + [note])
     header = [title for title, _, _ in TABLE_COLUMNS] + [""]
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
