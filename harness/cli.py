@@ -387,7 +387,8 @@ def _profiles() -> str:
 
     lines = ["profiles (--profile NAME; harness/bench/profiles.py):"]
     for name, profile in PROFILES.items():
-        text = getattr(profile, "description", "") or ""
+        text = (getattr(profile, "description", "") or "") + (
+            f" [{profile.processes} processes by default]" if profile.processes > 1 else "")
         lines += textwrap.wrap(text, width=110, initial_indent=f"  {name:11s} ", subsequent_indent=" " * 14) or [
             f"  {name}"]
     return "\n".join(lines)

@@ -155,7 +155,8 @@ def test_an_nnunet_fed_row_is_fed_by_nnunetv2s_own_transforms(monkeypatch):
 def test_the_bench_writes_the_loader_fed_row_beside_the_tensor_row(tmp_path):
     runs = tmp_path / "runs"
     pipeline = _sleepy_file(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "harness", "bench", "--profile", "cpu", "--models", "unet3d", "--set",
+    done = subprocess.run([sys.executable, "-m", "harness", "bench", "--profile", "cpu", "--processes", "1", "--models",
+                           "unet3d", "--set",
                            "base_c=8", "--loader", f"{pipeline}:pipeline", "--workers", "0", "--rounds", "1", "--blocks", "2",
                            "--runs-root", str(runs), "--run-id", "fed", "-q"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -170,7 +171,7 @@ def test_the_bench_writes_the_loader_fed_row_beside_the_tensor_row(tmp_path):
     assert "waiting for data" in done.stdout + done.stderr
 
 
-BENCH = [sys.executable, "-m", "harness", "bench", "--profile", "cpu", "--models", "unet3d"]
+BENCH = [sys.executable, "-m", "harness", "bench", "--profile", "cpu", "--processes", "1", "--models", "unet3d"]
 REFUSALS = [
     ("workers-negative", ["--loader", "monai", "--workers", "-1"], ["--workers must be a non-negative integer"]),
     ("workers-text", ["--loader", "monai", "--workers", "two"], ["--workers must be", "Way out"]),

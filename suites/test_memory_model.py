@@ -388,7 +388,8 @@ def test_gpu_checks_memory_runs_the_memory_steps_and_the_report_only(tmp_path):
     done = subprocess.run(["bash", str(script), "memory"], env=env, capture_output=True, text=True, timeout=60)
     calls = log.read_text().splitlines()
     assert done.returncode == 0 and "gpu_checks memory: all 4 steps passed" in done.stdout
-    assert [c.split()[1] for c in calls] == ["harness", "harness", "harness", "harness.report"]
+    assert [" ".join(c.split()[1:3]) for c in calls] == ["harness bench", "harness bench", "harness bench",
+                                                         "harness report"]
     assert "--profile memory " in calls[0] and "--precision bf16 --models unet3d " in calls[1]
     assert "--profile memory-max --find-max-batch" in calls[2]
 

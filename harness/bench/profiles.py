@@ -4,7 +4,8 @@
 - ``cpu``: chosen when no GPU is present: a first table in about a minute of measuring on 2 idle cores that
   still shows the article's point: its 3D UNet, the three ResNet-encoder UNets and the 2D UNet, each as the
   article builds it (no setting changed) at the smallest input all of them train at (16³, batch 2; the 2D
-  UNet at 64², batch 2), inference and training (10 configurations; 3 latency samples and 3 throughput blocks).
+  UNet at 64², batch 2), inference and training (10 configurations; 3 latency samples and 3 throughput blocks),
+  in 5 fresh processes pooled into one run (``processes``: what compare needs to resolve 15%, docs/compare.md).
 - ``cpu-full``: the former ``cpu`` sweep: every article variant at 16³ and 32³ (2D: 64² and 128²), batch 1 and
   2, both modes (64 configurations, 5 blocks each); about 5 minutes of measuring on 2 idle cores.
 - ``compare``: one point (32³, batch 2), both modes: the UNet++ comparison on a 2-core CPU.
