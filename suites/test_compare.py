@@ -439,7 +439,10 @@ def test_pooling_takes_a_failed_row_and_reports_a_configuration_missing_from_a_p
     assert rows[target]["error"] == "RuntimeError: boom"
 
 
-def test_run_processes_runs_k_fresh_bench_processes_into_one_run_folder(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def fake_processes(tmp_path, monkeypatch) -> list[list[str]]:
+    """Each bench process the repeats start writes a copy of the committed run's unet3d rows instead of
+    measuring; the commands they were given, in order."""
     commands = []
 
     def fake_bench(command):
@@ -449,6 +452,11 @@ def test_run_processes_runs_k_fresh_bench_processes_into_one_run_folder(tmp_path
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(repeats.subprocess, "run", fake_bench)
+    return commands
+
+
+def test_run_processes_runs_k_fresh_bench_processes_into_one_run_folder(tmp_path, fake_processes, capsys):
+    commands = fake_processes
     status = repeats.main(["--processes", "3", "--profile", "cpu", "--models", "unet3d", "--runs-root",
                            str(tmp_path / "runs"), "--run-id", "r1", "--blocks=5"])
     assert status == 0 and len(commands) == 3
@@ -652,19 +660,11 @@ def test_resuming_keeps_the_processes_the_run_has(tmp_path):
     assert repeats.default_processes(["--resume", "many", "--runs-root", str(tmp_path)]) == 2
 
 
-def test_a_plain_bench_of_the_cpu_profile_runs_five_processes_and_prints_the_pooled_table(tmp_path, monkeypatch,
+def test_a_plain_bench_of_the_cpu_profile_runs_five_processes_and_prints_the_pooled_table(tmp_path, fake_processes,
                                                                                             capsys):
     from harness import cli
 
-    commands = []
-
-    def fake_bench(command):
-        commands.append(command)
-        root, run_id = Path(command[command.index("--runs-root") + 1]), command[command.index("--run-id") + 1]
-        _rewrite(str((root / run_id).relative_to(tmp_path)), tmp_path, rows=_unet3d_only)
-        return subprocess.CompletedProcess(command, 0)
-
-    monkeypatch.setattr(repeats.subprocess, "run", fake_bench)
+    commands = fake_processes
     status = cli.main(["bench", "--device", "cpu", "--models", "unet3d", "--runs-root", str(tmp_path / "runs"),
                        "--run-id", "r"])
     out = capsys.readouterr().out
